@@ -94,6 +94,7 @@ class CanonicalView:
     image: PetImage
     input_affine: np.ndarray
     orientation: np.ndarray  # per input axis: (canonical axis, flip)
+    input_shape: tuple[int, int, int]
 
     @classmethod
     def of(cls, image: PetImage) -> CanonicalView:
@@ -101,7 +102,11 @@ class CanonicalView:
         array = nio.apply_orientation(image.array, orientation)
         affine = image.affine @ nio.inv_ornt_aff(orientation, image.shape)
         canonical = replace(image, array=np.ascontiguousarray(array), affine=affine)
-        return cls(canonical, image.affine.copy(), orientation)
+        return cls(canonical, image.affine.copy(), orientation, image.shape)
+
+    def from_input(self, array: np.ndarray) -> np.ndarray:
+        """Map an array on the input image's grid onto the canonical grid."""
+        return np.ascontiguousarray(nio.apply_orientation(np.asarray(array), self.orientation))
 
     def to_input(self, array: np.ndarray) -> np.ndarray:
         """Map an array on the canonical grid back to the input image's grid."""

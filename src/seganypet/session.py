@@ -1,0 +1,549 @@
+"""The interactive session: one image, objects segmented from clicks, boxes and masks.
+
+The user's prompts are voxel indices of the input image (or mm, converted by the caller through
+``PetImage.world_to_voxel``). Inside, the image is viewed in RAS+ orientation (no resampling), and
+each object is predicted in one or more *tiles*: cubes of the network's input size at the
+network's spacing, sampled from the image around a prompt. A tile's embedding is computed once and
+cached; every later click only runs the prompt encoder and mask decoder, feeding back that tile's
+previous low-resolution logits, as the network was trained.
+
+An object larger than one tile touches the tile's border. The tile is then moved onto the object,
+and if the object is still cut, neighbouring tiles overlapping by half are added and seeded from
+the part of the mask they share; their logits are blended with weights that fall to zero at each
+tile's border, so the result has no seams.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seganypet.errors import InputError
+from seganypet.image import CanonicalView, PetImage
+from seganypet.prompts import Box, MaskPrompt, Point, Prompt, most_interior_voxel
+
+
+class NetworkConfig(Protocol):
+    input_size: int
+    spacing_mm: float
+    normalization: str
+
+
+class PromptableNetwork(Protocol):
+    """What the session needs of a network, whatever its family (ViT-SAM or prompt-channel U-Net)."""
+
+    config: Any
+
+    def embed(self, crop: torch.Tensor) -> Any: ...
+
+    def decode(
+        self,
+        embedding: Any,
+        points: torch.Tensor,
+        labels: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        mask_logits: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+MASK_PROMPT_LOGIT = 8.0
+BORDER_MARGIN_VOXELS = 2
+MAX_RECENTRES = 2
+
+
+def normalize_crop(crop: torch.Tensor, method: str) -> torch.Tensor:
+    """Intensity normalisation of a crop in SUV, as the network was trained."""
+    if method == "zscore_foreground":
+        foreground = crop[crop > 0]
+        if foreground.numel() < 2:
+            return crop.clone()
+        mean, std = foreground.mean(), foreground.std()
+        return (crop - mean) / torch.clamp(std, min=1e-6)
+    if method == "suv_log":
+        return torch.log1p(torch.clamp(crop, min=0.0))
+    if method == "none":
+        return crop
+    raise ValueError(f"unknown normalisation {method!r}")
+
+
+def sample_volume(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Trilinear samples of ``volume`` (D, H, W) at voxel coordinates ``coords`` (..., 3); zero outside."""
+    size = torch.tensor(volume.shape, dtype=coords.dtype)
+    normalized = 2.0 * coords / (size - 1).clamp(min=1) - 1.0
+    grid = normalized.flip(-1).reshape(1, 1, 1, -1, 3)
+    values = F.grid_sample(
+        volume[None, None].to(coords.dtype),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )
+    return values.reshape(coords.shape[:-1])
+
+
+def _grid(axes: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+
+def _border_weight(size: int) -> torch.Tensor:
+    """1-D blending weight: rises linearly from ~0 at a tile's border to 1 over its outer quarter."""
+    distance = torch.minimum(torch.arange(size), torch.arange(size).flip(0)).float() + 0.5
+    return torch.clamp(distance / (size / 4.0), max=1.0)
+
+
+@dataclass
+class Tile:
+    """A cube of the network's input, placed on the canonical image.
+
+    Crop voxel j lies at canonical voxel coordinate ``origin + j * step``.
+    """
+
+    origin: np.ndarray
+    step: np.ndarray
+    size: int
+    low_res_logits: torch.Tensor | None = None
+    seed_points: list[Point] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[float, ...]:
+        return tuple(np.round(self.origin, 3).tolist())
+
+    def to_crop(self, canonical_voxel: Sequence[float]) -> np.ndarray:
+        return (np.asarray(canonical_voxel, float) - self.origin) / self.step
+
+    def contains(self, canonical_voxel: Sequence[float], margin: float = 0.0) -> bool:
+        crop = self.to_crop(canonical_voxel)
+        return bool(np.all(crop >= margin) and np.all(crop <= self.size - 1 - margin))
+
+    def canonical_range(self, shape: Sequence[int]) -> tuple[slice, ...]:
+        lo = np.ceil(self.origin - 1e-6).astype(int)
+        hi = np.floor(self.origin + (self.size - 1) * self.step + 1e-6).astype(int)
+        return tuple(slice(max(0, a), min(n, b + 1)) for a, b, n in zip(lo, hi, shape, strict=True))
+
+
+@dataclass
+class SegmentedObject:
+    name: str
+    prompts: list[Prompt] = field(default_factory=list)
+    tiles: list[Tile] = field(default_factory=list)
+    prior: np.ndarray | None = None  # canonical mask given by add_mask
+    logits: np.ndarray | None = None  # canonical blended logits
+
+    def snapshot(self) -> SegmentedObject:
+        return replace(
+            self,
+            prompts=list(self.prompts),
+            tiles=[replace(t, seed_points=list(t.seed_points)) for t in self.tiles],
+        )
+
+
+class Session:
+    """Interactive promptable segmentation of one PET image, shaped like nnInteractive's session.
+
+    >>> session = Session(network)
+    >>> session.set_image(image)
+    >>> session.add_point((60, 72, 101))               # voxel indices of the input array
+    >>> session.add_point((64, 70, 99), positive=False)
+    >>> mask = session.mask                            # bool, on the input grid
+    """
+
+    def __init__(
+        self, network: PromptableNetwork, max_tiles: int = 12, embedding_cache_size: int = 16
+    ):
+        self.network = network
+        self.max_tiles = max_tiles
+        self.embedding_cache_size = embedding_cache_size
+        self._view: CanonicalView | None = None
+        self._volume: torch.Tensor | None = None
+        self._embeddings: OrderedDict[tuple[float, ...], Any] = OrderedDict()
+        self.objects: list[SegmentedObject] = []
+        self._current = -1
+        self._history: list[tuple[int, SegmentedObject]] = []
+
+    # ----------------------------------------------------------------- image and objects
+    def set_image(self, image: PetImage) -> None:
+        if not image.is_suv:
+            raise InputError(f"the session needs an image in SUV, this one is in {image.units}")
+        self._view = image.canonical()
+        self._volume = torch.from_numpy(self._view.image.array)
+        self._embeddings.clear()
+        self.objects = []
+        self._history = []
+        self.new_object("object 1")
+
+    @property
+    def image(self) -> PetImage:
+        return self._require_image().image
+
+    def new_object(self, name: str | None = None) -> SegmentedObject:
+        """Start a new object; the ones before it keep their masks."""
+        self._require_image()
+        obj = SegmentedObject(name or f"object {len(self.objects) + 1}")
+        self.objects.append(obj)
+        self._current = len(self.objects) - 1
+        return obj
+
+    def select_object(self, index: int) -> None:
+        if not 0 <= index < len(self.objects):
+            raise InputError(f"there is no object {index}; objects are 0..{len(self.objects) - 1}")
+        self._current = index
+
+    @property
+    def current(self) -> SegmentedObject:
+        if not self.objects:
+            raise InputError("no image is set; call set_image first")
+        return self.objects[self._current]
+
+    # ----------------------------------------------------------------- prompts
+    def add_point(self, voxel: Sequence[float], positive: bool = True) -> np.ndarray:
+        """Add a click at a voxel of the input array (floats allowed). Returns the new mask."""
+        self._check_inside(voxel, "point")
+        obj = self.current
+        if positive is False and not obj.prompts:
+            raise InputError(
+                "the first prompt of an object must be a positive point, a box or a mask; "
+                "a negative click has nothing to remove yet"
+            )
+        return self._apply(Point(tuple(float(v) for v in voxel), bool(positive)))
+
+    def add_box(self, lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
+        """Add a box given by two opposite corners (voxel indices of the input array, inclusive)."""
+        self._check_inside(lo, "box corner")
+        self._check_inside(hi, "box corner")
+        lo_, hi_ = np.minimum(lo, hi), np.maximum(lo, hi)
+        if np.any(hi_ - lo_ < 1):
+            raise InputError(
+                f"the box {tuple(lo)}-{tuple(hi)} is empty along an axis; give two opposite corners "
+                "at least one voxel apart on every axis"
+            )
+        return self._apply(Box(tuple(float(v) for v in lo_), tuple(float(v) for v in hi_)))
+
+    def add_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Seed or replace the current object with a mask on the input grid."""
+        view = self._require_image()
+        if tuple(mask.shape) != view.input_shape:
+            raise InputError(
+                f"the mask's shape {mask.shape} differs from the image's {view.input_shape}"
+            )
+        if not np.asarray(mask).any():
+            raise InputError("the mask is empty")
+        return self._apply(MaskPrompt(np.asarray(mask, bool)))
+
+    def undo(self) -> None:
+        """Take back the last prompt (of whichever object it was given to)."""
+        if not self._history:
+            raise InputError("nothing to undo")
+        index, previous = self._history.pop()
+        self.objects[index] = previous
+        self._current = index
+
+    def reset(self) -> None:
+        """Clear every prompt of the current object."""
+        self._history.append((self._current, self.current.snapshot()))
+        self.objects[self._current] = SegmentedObject(self.current.name)
+
+    # ----------------------------------------------------------------- results
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Foreground probability of the current object on the input grid (float32)."""
+        view = self._require_image()
+        logits = self.current.logits
+        if logits is None:
+            return np.zeros(view.input_shape, np.float32)
+        return view.to_input(1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The current object's mask on the input grid."""
+        return self.object_mask(self._current)
+
+    def object_mask(self, index: int) -> np.ndarray:
+        view = self._require_image()
+        logits = self.objects[index].logits
+        if logits is None:
+            return np.zeros(view.input_shape, bool)
+        return view.to_input(logits > 0)
+
+    def label_map(self) -> tuple[np.ndarray, dict[int, str]]:
+        """All objects as one label map on the input grid; a later object wins where they overlap."""
+        view = self._require_image()
+        labels = np.zeros(view.input_shape, np.uint16)
+        names = {}
+        for index, obj in enumerate(self.objects):
+            if obj.logits is None:
+                continue
+            labels[self.object_mask(index)] = index + 1
+            names[index + 1] = obj.name
+        return labels, names
+
+    # ----------------------------------------------------------------- internals
+    def _require_image(self) -> CanonicalView:
+        if self._view is None:
+            raise InputError("no image is set; call set_image first")
+        return self._view
+
+    def _check_inside(self, voxel: Sequence[float], what: str) -> None:
+        shape = self._require_image().input_shape
+        voxel = np.asarray(voxel, float)
+        if voxel.shape != (3,) or not np.isfinite(voxel).all():
+            raise InputError(
+                f"a {what} needs three finite coordinates, got {tuple(voxel.tolist())}"
+            )
+        if np.any(voxel < -0.5) or np.any(voxel > np.asarray(shape) - 0.5):
+            raise InputError(
+                f"the {what} {tuple(voxel.tolist())} lies outside the image, whose voxel indices run "
+                f"from (0, 0, 0) to {tuple(int(s) - 1 for s in shape)} (input array axis order)"
+            )
+
+    def _apply(self, prompt: Prompt) -> np.ndarray:
+        self._history.append((self._current, self.current.snapshot()))
+        obj = self.current
+        obj.prompts.append(prompt)
+        try:
+            self._update(obj, prompt)
+        except Exception:
+            self.undo()
+            raise
+        return self.mask
+
+    def _canonical(self, voxel: Sequence[float]) -> np.ndarray:
+        return self._require_image().voxel_from_input(np.asarray(voxel, float))
+
+    def _step(self) -> np.ndarray:
+        spacing = np.asarray(self._require_image().image.spacing)
+        return self.network.config.spacing_mm / spacing
+
+    def _new_tile(self, centre: np.ndarray) -> Tile:
+        size = self.network.config.input_size
+        step = self._step()
+        return Tile(origin=np.asarray(centre, float) - (size // 2) * step, step=step, size=size)
+
+    def _update(self, obj: SegmentedObject, prompt: Prompt) -> None:
+        if isinstance(prompt, MaskPrompt):
+            obj.prior = self._require_image().from_input(prompt.mask)
+            obj.logits = np.where(obj.prior, MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT).astype(
+                np.float32
+            )
+            centre = np.argwhere(obj.prior).mean(0)
+            obj.tiles = [self._new_tile(centre)]
+            for tile in obj.tiles:
+                tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
+            return
+
+        anchor = self._canonical(prompt.center if isinstance(prompt, Box) else prompt.voxel)
+        targets = [
+            t for t in obj.tiles if t.contains(anchor, margin=self.network.config.input_size / 8)
+        ]
+        if not targets:
+            tile = self._new_tile(anchor)
+            if obj.logits is not None:
+                tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
+            obj.tiles.append(tile)
+            targets = [tile]
+        for tile in targets:
+            self._predict(obj, tile)
+        if len(obj.prompts) == 1 or isinstance(prompt, Box):
+            self._cover_whole_object(obj, targets[0])
+        self._blend(obj)
+
+    def _predict(self, obj: SegmentedObject, tile: Tile) -> None:
+        """Run the network on one tile with every prompt of the object that falls inside it."""
+        points, labels, boxes = [], [], []
+        for prompt in obj.prompts:
+            if isinstance(prompt, Point):
+                crop = tile.to_crop(self._canonical(prompt.voxel))
+                if tile.contains(self._canonical(prompt.voxel)):
+                    points.append(crop)
+                    labels.append(1 if prompt.positive else 0)
+            elif isinstance(prompt, Box):
+                corners = np.stack([self._canonical(prompt.lo), self._canonical(prompt.hi)])
+                lo, hi = tile.to_crop(corners.min(0)), tile.to_crop(corners.max(0))
+                lo = np.clip(lo, 0, tile.size - 1)
+                hi = np.clip(hi, 0, tile.size - 1)
+                if np.all(hi > lo):
+                    boxes.append(np.concatenate([lo, hi]))
+        for seed in tile.seed_points:
+            points.append(tile.to_crop(seed.voxel))
+            labels.append(1 if seed.positive else 0)
+        if not points and not boxes:
+            return
+        embedding = self._embedding(tile)
+        point_tensor = torch.tensor(np.asarray(points, np.float32).reshape(1, -1, 3))
+        label_tensor = torch.tensor(np.asarray(labels, np.int64).reshape(1, -1))
+        box_tensor = torch.tensor(np.asarray(boxes[-1:], np.float32)) if boxes else None
+        with torch.inference_mode():
+            low_res, _ = self.network.decode(
+                embedding,
+                point_tensor,
+                label_tensor,
+                boxes=box_tensor,
+                mask_logits=tile.low_res_logits,
+            )
+        tile.low_res_logits = low_res.detach().float()
+
+    def _embedding(self, tile: Tile) -> Any:
+        key = tile.key
+        if key in self._embeddings:
+            self._embeddings.move_to_end(key)
+            return self._embeddings[key]
+        crop = self._crop(tile)
+        with torch.inference_mode():
+            embedding = self.network.embed(crop[None, None])
+        self._embeddings[key] = embedding
+        while len(self._embeddings) > self.embedding_cache_size:
+            self._embeddings.popitem(last=False)
+        return embedding
+
+    def _crop(self, tile: Tile) -> torch.Tensor:
+        axes = [
+            torch.tensor(tile.origin[a] + np.arange(tile.size) * tile.step[a], dtype=torch.float32)
+            for a in range(3)
+        ]
+        crop = sample_volume(self._volume, _grid(axes))
+        return normalize_crop(crop, self.network.config.normalization)
+
+    def _tile_logits(self, tile: Tile) -> torch.Tensor:
+        """The tile's logits at full crop resolution (as the reference upsamples them)."""
+        size = tile.size
+        return F.interpolate(
+            tile.low_res_logits, size=(size,) * 3, mode="trilinear", align_corners=False
+        )[0, 0]
+
+    def _low_res_from_canonical(self, tile: Tile, logits: np.ndarray) -> torch.Tensor:
+        low = self.network.config.input_size // 4
+        factor = tile.size / low
+        axes = [
+            torch.tensor(
+                tile.origin[a] + ((np.arange(low) + 0.5) * factor - 0.5) * tile.step[a],
+                dtype=torch.float32,
+            )
+            for a in range(3)
+        ]
+        values = sample_volume(
+            torch.from_numpy(np.asarray(logits, np.float32) + MASK_PROMPT_LOGIT), _grid(axes)
+        )
+        return (values - MASK_PROMPT_LOGIT)[None, None]
+
+    def _tile_touches_border(self, tile: Tile) -> list[tuple[int, int]]:
+        """The (axis, direction) faces where the tile's mask reaches its border inside the image."""
+        mask = self._tile_logits(tile) > 0
+        shape = np.asarray(self._require_image().image.shape)
+        faces = []
+        for axis in range(3):
+            for direction, index in (
+                (-1, slice(0, BORDER_MARGIN_VOXELS)),
+                (1, slice(-BORDER_MARGIN_VOXELS, None)),
+            ):
+                edge = [slice(None)] * 3
+                edge[axis] = index
+                if not bool(mask[tuple(edge)].any()):
+                    continue
+                lo = tile.origin[axis]
+                hi = tile.origin[axis] + (tile.size - 1) * tile.step[axis]
+                beyond = lo > 0 if direction < 0 else hi < shape[axis] - 1
+                if beyond:
+                    faces.append((axis, direction))
+        return faces
+
+    def _cover_whole_object(self, obj: SegmentedObject, tile: Tile) -> None:
+        """Move the first tile onto the object, then add overlapping tiles until it is whole."""
+        for _ in range(MAX_RECENTRES):
+            if tile.low_res_logits is None or not self._tile_touches_border(tile):
+                return
+            mask = (self._tile_logits(tile) > 0).numpy()
+            if not mask.any():
+                return
+            where = np.argwhere(mask)
+            extent = where.max(0) - where.min(0) + 1
+            if np.any(extent > tile.size - 2 * BORDER_MARGIN_VOXELS - 4):
+                break
+            centre_crop = (where.max(0) + where.min(0)) / 2.0
+            centre = tile.origin + centre_crop * tile.step
+            moved = self._new_tile(centre)
+            if np.allclose(moved.origin, tile.origin, atol=0.5):
+                break
+            obj.tiles.remove(tile)
+            obj.tiles.append(moved)
+            tile = moved
+            self._predict(obj, tile)
+
+        queue = [tile]
+        while queue and len(obj.tiles) < self.max_tiles:
+            current = queue.pop(0)
+            if current.low_res_logits is None:
+                continue
+            crop_mask = (self._tile_logits(current) > 0).numpy()
+            for axis, direction in self._tile_touches_border(current):
+                if len(obj.tiles) >= self.max_tiles:
+                    break
+                shift = np.zeros(3)
+                shift[axis] = direction * (current.size // 2) * current.step[axis]
+                neighbour = Tile(current.origin + shift, current.step, current.size)
+                if any(np.allclose(t.origin, neighbour.origin, atol=1.0) for t in obj.tiles):
+                    continue
+                seed = self._seed_in_overlap(current, neighbour, crop_mask)
+                if seed is None:
+                    continue
+                neighbour.seed_points.append(seed)
+                obj.tiles.append(neighbour)
+                self._predict(obj, neighbour)
+                queue.append(neighbour)
+
+    def _seed_in_overlap(self, tile: Tile, neighbour: Tile, crop_mask: np.ndarray) -> Point | None:
+        """A positive click in the part of the mask the two tiles share, as far from its edge as possible."""
+        coords = np.argwhere(crop_mask)
+        canonical = tile.origin + coords * tile.step
+        inside = np.all(
+            (canonical - neighbour.origin) / neighbour.step >= neighbour.size / 8, axis=1
+        ) & np.all(
+            (canonical - neighbour.origin) / neighbour.step <= neighbour.size * 7 / 8, axis=1
+        )
+        if not inside.any():
+            return None
+        overlap = np.zeros_like(crop_mask)
+        overlap[tuple(coords[inside].T)] = True
+        best = most_interior_voxel(overlap)
+        return Point(
+            tuple(float(v) for v in tile.origin + np.asarray(best) * tile.step), positive=True
+        )
+
+    def _blend(self, obj: SegmentedObject) -> None:
+        """Blend every tile's logits onto the canonical grid."""
+        view = self._require_image()
+        shape = view.image.shape
+        weighted = np.zeros(shape, np.float32)
+        weights = np.zeros(shape, np.float32)
+        for tile in obj.tiles:
+            if tile.low_res_logits is None:
+                continue
+            region = tile.canonical_range(shape)
+            axes = [
+                torch.tensor(
+                    (np.arange(r.start, r.stop) - tile.origin[a]) / tile.step[a],
+                    dtype=torch.float32,
+                )
+                for a, r in enumerate(region)
+            ]
+            if any(len(a) == 0 for a in axes):
+                continue
+            logits = sample_volume(self._tile_logits(tile), _grid(axes)).numpy()
+            ramp = [
+                np.interp(a.numpy(), np.arange(tile.size), _border_weight(tile.size).numpy())
+                for a in axes
+            ]
+            weight = ramp[0][:, None, None] * ramp[1][None, :, None] * ramp[2][None, None, :]
+            weighted[region] += weight * logits
+            weights[region] += weight
+        covered = weights > 0
+        logits = np.full(shape, -MASK_PROMPT_LOGIT, np.float32)
+        logits[covered] = weighted[covered] / weights[covered]
+        if obj.prior is not None:
+            outside_tiles = ~covered
+            logits[outside_tiles & obj.prior] = MASK_PROMPT_LOGIT
+        obj.logits = logits

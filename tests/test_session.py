@@ -1,0 +1,183 @@
+"""Session geometry: prompts land where the user clicked, results return on the input grid,
+large objects are covered without seams. Test doubles stand in for the network here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from seganypet.errors import InputError
+from seganypet.image import PetImage
+from seganypet.session import Session
+
+
+@dataclass
+class DoubleConfig:
+    input_size: int = 32
+    spacing_mm: float = 4.0
+    normalization: str = "none"
+
+
+class SphereNetwork:
+    """Predicts a sphere of ``radius`` crop voxels around the first positive point."""
+
+    def __init__(self, radius: float = 8.0, input_size: int = 64, spacing_mm: float = 2.0):
+        self.config = DoubleConfig(input_size, spacing_mm)
+        self.radius = radius
+        self.embed_calls = 0
+
+    def embed(self, crop):
+        self.embed_calls += 1
+        return crop
+
+    def decode(self, embedding, points, labels, boxes=None, mask_logits=None):
+        low = self.config.input_size // 4
+        centres = (torch.arange(low, dtype=torch.float32) + 0.5) * 4 - 0.5
+        grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1)
+        first = points[0, labels[0] == 1][0]
+        logits = self.radius - torch.linalg.norm(grid - first, dim=-1)
+        return logits[None, None], torch.ones(1, 1)
+
+
+class ThresholdNetwork:
+    """Segments every crop voxel above ``threshold``, minus spheres around negative clicks."""
+
+    def __init__(self, threshold: float = 1.0, input_size: int = 64, spacing_mm: float = 2.0):
+        self.config = DoubleConfig(input_size, spacing_mm)
+        self.threshold = threshold
+
+    def embed(self, crop):
+        return crop
+
+    def decode(self, embedding, points, labels, boxes=None, mask_logits=None):
+        low = F.avg_pool3d(embedding, 4)[0, 0] - self.threshold
+        size = self.config.input_size // 4
+        centres = (torch.arange(size, dtype=torch.float32) + 0.5) * 4 - 0.5
+        grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1)
+        for point, label in zip(points[0], labels[0], strict=True):
+            if label == 0:
+                low = torch.where(torch.linalg.norm(grid - point, dim=-1) < 6, -5.0, low)
+        return (low * 4)[None, None], torch.ones(1, 1)
+
+
+def permuted_image(shape=(40, 30, 24)) -> PetImage:
+    affine = np.array([[0, 0, -4.0, 90], [-2.0, 0, 0, 40], [0, 3.0, 0, -60], [0, 0, 0, 1]])
+    return PetImage(np.ones(shape, np.float32), affine)
+
+
+def test_point_lands_where_clicked_and_result_is_on_input_grid():
+    image = permuted_image()
+    network = SphereNetwork(radius=8.0)
+    session = Session(network)
+    session.set_image(image)
+    click = (20, 14, 11)
+    mask = session.add_point(click)
+    assert mask.shape == image.shape and mask.dtype == bool
+    assert mask[click]
+    centroid = np.argwhere(mask).mean(0)
+    world_error = np.linalg.norm(image.voxel_to_world(centroid) - image.voxel_to_world(np.array(click)))
+    assert world_error < 2.0, "the sphere is centred on the clicked voxel"
+    radius_mm = network.radius * network.config.spacing_mm
+    expected_ml = 4 / 3 * np.pi * radius_mm**3 / 1000
+    assert mask.sum() * image.voxel_volume_ml == pytest.approx(expected_ml, rel=0.15)
+
+
+def test_embedding_is_cached_and_prompts_are_undone_exactly():
+    image = PetImage(np.zeros((48, 48, 48), np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
+    image.array[10:30, 10:30, 10:30] = 3.0
+    network = ThresholdNetwork(threshold=1.5)
+    network_embed = network.embed
+    calls = []
+    network.embed = lambda crop: calls.append(1) or network_embed(crop)
+    session = Session(network)
+    session.set_image(image)
+    first = session.add_point((20, 20, 20)).copy()
+    assert first[11:29, 11:29, 11:29].all() and not first[33:, 33:, 33:].any()
+    second = session.add_point((12, 12, 12), positive=False)
+    assert not second[12, 12, 12] and second[25, 25, 25]
+    assert len(calls) == 1, "a second click in the same tile reuses the embedding"
+    session.undo()
+    np.testing.assert_array_equal(session.mask, first)
+    session.reset()
+    assert not session.mask.any()
+    session.undo()
+    np.testing.assert_array_equal(session.mask, first)
+
+
+def test_large_object_is_covered_without_seams():
+    image = PetImage(np.zeros((180, 40, 40), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    bar = np.zeros(image.shape, bool)
+    bar[15:165, 8:32, 8:32] = True  # 300 mm long: more than two tiles of 128 mm
+    image.array[bar] = 4.0
+    session = Session(ThresholdNetwork(threshold=2.0))
+    session.set_image(image)
+    mask = session.add_point((90, 20, 20))
+    dice = 2 * (mask & bar).sum() / (mask.sum() + bar.sum())
+    assert dice > 0.9
+    _, components = ndimage.label(mask)
+    assert components == 1, "one object"
+    cross_sections = mask[17:163].sum(axis=(1, 2))
+    assert cross_sections.min() >= 0.9 * np.median(cross_sections), "no seam between tiles"
+    assert len(session.current.tiles) >= 3
+
+
+def test_objects_are_independent_and_form_a_label_map():
+    image = permuted_image()
+    session = Session(SphereNetwork(radius=5.0))
+    session.set_image(image)
+    session.add_point((10, 10, 5))
+    session.new_object("second")
+    session.add_point((30, 20, 18))
+    labels, names = session.label_map()
+    assert names == {1: "object 1", 2: "second"}
+    assert labels[10, 10, 5] == 1 and labels[30, 20, 18] == 2
+
+
+def test_box_is_centred_on_its_middle():
+    image = permuted_image()
+    session = Session(SphereNetwork(radius=6.0))
+    session.set_image(image)
+    with pytest.raises(InputError, match="empty"):
+        session.add_box((5, 5, 5), (5, 9, 9))
+    # The sphere double ignores boxes, so the box's centre must come as a point: check that
+    # the session routed the prompt to a tile around the box.
+    session.network.decode = _box_as_centre(session.network.decode)
+    mask = session.add_box((10, 8, 6), (20, 16, 14))
+    assert mask[15, 12, 10]
+
+
+def _box_as_centre(decode):
+    def wrapped(embedding, points, labels, boxes=None, mask_logits=None):
+        if boxes is not None and points.shape[1] == 0:
+            centre = (boxes[:, :3] + boxes[:, 3:]) / 2
+            return decode(embedding, centre[:, None], torch.ones(1, 1, dtype=torch.long))
+        return decode(embedding, points, labels)
+
+    return wrapped
+
+
+def test_bad_prompts_are_clear_errors():
+    session = Session(SphereNetwork())
+    with pytest.raises(InputError, match="no image"):
+        session.add_point((1, 1, 1))
+    session.set_image(permuted_image())
+    with pytest.raises(InputError, match="outside the image"):
+        session.add_point((40, 1, 1))
+    with pytest.raises(InputError, match="first prompt"):
+        session.add_point((5, 5, 5), positive=False)
+    with pytest.raises(InputError, match="nothing to undo"):
+        session.undo()
+
+
+def test_mask_prompt_seeds_the_object():
+    image = permuted_image()
+    session = Session(SphereNetwork(radius=5.0))
+    session.set_image(image)
+    seed = np.zeros(image.shape, bool)
+    seed[5:9, 5:9, 5:9] = True
+    np.testing.assert_array_equal(session.add_mask(seed), seed)
