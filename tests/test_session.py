@@ -3,8 +3,6 @@ large objects are covered without seams. Test doubles stand in for the network h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
@@ -13,21 +11,25 @@ from scipy import ndimage
 
 from seganypet.errors import InputError
 from seganypet.image import PetImage
+from seganypet.model.config import ModelConfig
 from seganypet.session import Session
 
 
-@dataclass
-class DoubleConfig:
-    input_size: int = 32
-    spacing_mm: float = 4.0
-    normalization: str = "none"
+def double_config(input_size: int, spacing_mm: float) -> ModelConfig:
+    return ModelConfig(
+        preset="double",
+        input_size=input_size,
+        spacing_mm=spacing_mm,
+        normalisation="none",
+        low_res_size=input_size // 4,
+    )
 
 
 class SphereNetwork:
     """Predicts a sphere of ``radius`` crop voxels around the first positive point."""
 
     def __init__(self, radius: float = 8.0, input_size: int = 64, spacing_mm: float = 2.0):
-        self.config = DoubleConfig(input_size, spacing_mm)
+        self.config = double_config(input_size, spacing_mm)
         self.radius = radius
         self.embed_calls = 0
 
@@ -36,7 +38,7 @@ class SphereNetwork:
         return crop
 
     def decode(self, embedding, points, labels, boxes=None, mask_logits=None):
-        low = self.config.input_size // 4
+        low = self.config.low_res_size[0]
         centres = (torch.arange(low, dtype=torch.float32) + 0.5) * 4 - 0.5
         grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1)
         first = points[0, labels[0] == 1][0]
@@ -48,7 +50,7 @@ class ThresholdNetwork:
     """Segments every crop voxel above ``threshold``, minus spheres around negative clicks."""
 
     def __init__(self, threshold: float = 1.0, input_size: int = 64, spacing_mm: float = 2.0):
-        self.config = DoubleConfig(input_size, spacing_mm)
+        self.config = double_config(input_size, spacing_mm)
         self.threshold = threshold
 
     def embed(self, crop):
@@ -56,7 +58,7 @@ class ThresholdNetwork:
 
     def decode(self, embedding, points, labels, boxes=None, mask_logits=None):
         low = F.avg_pool3d(embedding, 4)[0, 0] - self.threshold
-        size = self.config.input_size // 4
+        size = self.config.low_res_size[0]
         centres = (torch.arange(size, dtype=torch.float32) + 0.5) * 4 - 0.5
         grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1)
         for point, label in zip(points[0], labels[0], strict=True):
@@ -80,9 +82,11 @@ def test_point_lands_where_clicked_and_result_is_on_input_grid():
     assert mask.shape == image.shape and mask.dtype == bool
     assert mask[click]
     centroid = np.argwhere(mask).mean(0)
-    world_error = np.linalg.norm(image.voxel_to_world(centroid) - image.voxel_to_world(np.array(click)))
+    world_error = np.linalg.norm(
+        image.voxel_to_world(centroid) - image.voxel_to_world(np.array(click))
+    )
     assert world_error < 2.0, "the sphere is centred on the clicked voxel"
-    radius_mm = network.radius * network.config.spacing_mm
+    radius_mm = network.radius * network.config.spacing_mm[0]
     expected_ml = 4 / 3 * np.pi * radius_mm**3 / 1000
     assert mask.sum() * image.voxel_volume_ml == pytest.approx(expected_ml, rel=0.15)
 

@@ -26,19 +26,14 @@ import torch.nn.functional as F
 
 from seganypet.errors import InputError
 from seganypet.image import CanonicalView, PetImage
+from seganypet.model.config import normalise_crop
 from seganypet.prompts import Box, MaskPrompt, Point, Prompt, most_interior_voxel
-
-
-class NetworkConfig(Protocol):
-    input_size: int
-    spacing_mm: float
-    normalization: str
 
 
 class PromptableNetwork(Protocol):
     """What the session needs of a network, whatever its family (ViT-SAM or prompt-channel U-Net)."""
 
-    config: Any
+    config: Any  # a seganypet.model.config.ModelConfig: input_size, spacing_mm, normalisation, low_res_size
 
     def embed(self, crop: torch.Tensor) -> Any: ...
 
@@ -55,21 +50,6 @@ class PromptableNetwork(Protocol):
 MASK_PROMPT_LOGIT = 8.0
 BORDER_MARGIN_VOXELS = 2
 MAX_RECENTRES = 2
-
-
-def normalize_crop(crop: torch.Tensor, method: str) -> torch.Tensor:
-    """Intensity normalisation of a crop in SUV, as the network was trained."""
-    if method == "zscore_foreground":
-        foreground = crop[crop > 0]
-        if foreground.numel() < 2:
-            return crop.clone()
-        mean, std = foreground.mean(), foreground.std()
-        return (crop - mean) / torch.clamp(std, min=1e-6)
-    if method == "suv_log":
-        return torch.log1p(torch.clamp(crop, min=0.0))
-    if method == "none":
-        return crop
-    raise ValueError(f"unknown normalisation {method!r}")
 
 
 def sample_volume(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -317,10 +297,16 @@ class Session:
 
     def _step(self) -> np.ndarray:
         spacing = np.asarray(self._require_image().image.spacing)
-        return self.network.config.spacing_mm / spacing
+        return np.asarray(self.network.config.spacing_mm, float) / spacing
+
+    def _tile_size(self) -> int:
+        sizes = set(self.network.config.input_size)
+        if len(sizes) != 1:
+            raise ValueError("the session drives networks with a cubic input only")
+        return sizes.pop()
 
     def _new_tile(self, centre: np.ndarray) -> Tile:
-        size = self.network.config.input_size
+        size = self._tile_size()
         step = self._step()
         return Tile(origin=np.asarray(centre, float) - (size // 2) * step, step=step, size=size)
 
@@ -337,9 +323,7 @@ class Session:
             return
 
         anchor = self._canonical(prompt.center if isinstance(prompt, Box) else prompt.voxel)
-        targets = [
-            t for t in obj.tiles if t.contains(anchor, margin=self.network.config.input_size / 8)
-        ]
+        targets = [t for t in obj.tiles if t.contains(anchor, margin=self._tile_size() / 8)]
         if not targets:
             tile = self._new_tile(anchor)
             if obj.logits is not None:
@@ -394,7 +378,7 @@ class Session:
             return self._embeddings[key]
         crop = self._crop(tile)
         with torch.inference_mode():
-            embedding = self.network.embed(crop[None, None])
+            embedding = self.network.embed(crop)
         self._embeddings[key] = embedding
         while len(self._embeddings) > self.embedding_cache_size:
             self._embeddings.popitem(last=False)
@@ -406,7 +390,7 @@ class Session:
             for a in range(3)
         ]
         crop = sample_volume(self._volume, _grid(axes))
-        return normalize_crop(crop, self.network.config.normalization)
+        return normalise_crop(crop, self.network.config.normalisation)
 
     def _tile_logits(self, tile: Tile) -> torch.Tensor:
         """The tile's logits at full crop resolution (as the reference upsamples them)."""
@@ -416,7 +400,7 @@ class Session:
         )[0, 0]
 
     def _low_res_from_canonical(self, tile: Tile, logits: np.ndarray) -> torch.Tensor:
-        low = self.network.config.input_size // 4
+        low = self.network.config.low_res_size[0]
         factor = tile.size / low
         axes = [
             torch.tensor(
