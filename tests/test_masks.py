@@ -11,16 +11,14 @@ import pytest
 from conftest import shared_path
 from seganypet.errors import InputError
 from seganypet.image import PetImage
+from seganypet.io.dicom import read_dicom_image
 from seganypet.io.masks import load_mask, save_mask
 from seganypet.io.nifti import write_nifti
-from test_rtstruct import pet_image_from_dicom_folder
 
 
 @pytest.fixture(scope="module")
 def crop() -> PetImage:
-    return pet_image_from_dicom_folder(
-        shared_path("data", "sts_crops_dicom_gml", "STS_001", "image")
-    )
+    return read_dicom_image(shared_path("data", "sts_crops_dicom_gml", "STS_001", "image"))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +46,7 @@ def test_rtstruct_folder_is_accepted(crop, gtv):
 
 
 def test_overlapping_rois_keep_the_first_listed_with_a_warning():
-    wholebody = pet_image_from_dicom_folder(shared_path("data", "sts001_wholebody_ge", "image"))
+    wholebody = read_dicom_image(shared_path("data", "sts001_wholebody_ge", "image"))
     path = shared_path("data", "sts001_wholebody_ge", "mask", "1-1.dcm")
     with pytest.warns(UserWarning, match="'GTV_Edema' with 'GTV_Mass' in 5095 voxels"):
         labels, names = load_mask(path, wholebody)

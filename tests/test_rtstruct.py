@@ -16,40 +16,16 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from conftest import shared_path
 from seganypet.errors import InputError
 from seganypet.image import PetImage
+from seganypet.io.dicom import read_dicom_image
 from seganypet.io.rtstruct import list_rtstruct_roi_names, list_rtstruct_rois, rasterise_rtstruct
 
 CROPS = ("STS_001", "STS_002", "STS_003")
 LPS = np.array([-1.0, -1.0, 1.0])
 
 
-def pet_image_from_dicom_folder(folder: Path) -> PetImage:
-    """A PetImage built straight from pydicom headers (test helper until io.dicom lands).
-
-    Slices sorted along the normal, array (column, row, slice) in stored values, affine LPS->RAS.
-    """
-    headers = [pydicom.dcmread(f) for f in sorted(Path(folder).glob("*.dcm"))]
-    orientation = np.asarray(headers[0].ImageOrientationPatient, dtype=np.float64)
-    normal = np.cross(orientation[:3], orientation[3:])
-    headers.sort(key=lambda h: float(normal @ np.asarray(h.ImagePositionPatient, dtype=np.float64)))
-    array = np.stack([h.pixel_array.T * float(h.RescaleSlope) for h in headers], axis=2)
-    row_spacing, column_spacing = (float(v) for v in headers[0].PixelSpacing)
-    first = np.asarray(headers[0].ImagePositionPatient, dtype=np.float64)
-    last = np.asarray(headers[-1].ImagePositionPatient, dtype=np.float64)
-    lps = np.eye(4)
-    lps[:3, 0] = orientation[:3] * column_spacing
-    lps[:3, 1] = orientation[3:] * row_spacing
-    lps[:3, 2] = (last - first) / max(len(headers) - 1, 1)
-    lps[:3, 3] = first
-    for header in headers:
-        del header.PixelData
-    return PetImage(
-        array, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, units="BQML", dicom_headers=headers
-    )
-
-
 @pytest.fixture(scope="module")
 def wholebody() -> PetImage:
-    return pet_image_from_dicom_folder(shared_path("data", "sts001_wholebody_ge", "image"))
+    return read_dicom_image(shared_path("data", "sts001_wholebody_ge", "image"))
 
 
 def contour_volume_ml(path: Path, roi_name: str, slice_thickness_mm: float) -> float:
@@ -116,7 +92,7 @@ def test_edema_surrounds_mass(wholebody):
 @pytest.mark.parametrize("case", CROPS)
 def test_crop_rtstruct_matches_ibsi_nifti_mask(case):
     folder = shared_path("data", "sts_crops_dicom_gml", case)
-    image = pet_image_from_dicom_folder(folder / "image")
+    image = read_dicom_image(folder / "image")
     reference_nifti = nib.load(shared_path("data", "ibsi_sts_crops", case, "PET_mask.nii.gz"))
     assert image.same_grid(reference_nifti.shape, reference_nifti.affine), "grids must correspond"
     masks = rasterise_rtstruct(folder / "mask" / "RS.dcm", image)

@@ -17,16 +17,14 @@ from pydicom.sr.codedict import codes
 from conftest import shared_path
 from seganypet.errors import InputError
 from seganypet.image import PetImage
+from seganypet.io.dicom import read_dicom_image
 from seganypet.io.rtstruct import rasterise_rtstruct
 from seganypet.io.seg import read_dicom_seg, segment_codes, write_dicom_seg
-from test_rtstruct import pet_image_from_dicom_folder
 
 
 @pytest.fixture(scope="module")
 def crop() -> PetImage:
-    return pet_image_from_dicom_folder(
-        shared_path("data", "sts_crops_dicom_gml", "STS_001", "image")
-    )
+    return read_dicom_image(shared_path("data", "sts_crops_dicom_gml", "STS_001", "image"))
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +109,7 @@ def test_writing_from_the_canonical_view_gives_the_same_seg(crop, crop_labels, t
 
 def test_crop_seg_reads_onto_the_wholebody_grid_at_its_offset(crop, crop_labels, tmp_path):
     """Same patient, same Frame of Reference: the crop is a window of the whole-body grid."""
-    wholebody = pet_image_from_dicom_folder(shared_path("data", "sts001_wholebody_ge", "image"))
+    wholebody = read_dicom_image(shared_path("data", "sts001_wholebody_ge", "image"))
     path = write_dicom_seg(crop_labels, {1: "GTV", 3: "box"}, crop, tmp_path / "seg.dcm")
     labels, names = read_dicom_seg(path, wholebody, segment_names=["GTV"])
     assert names == {1: "GTV"}
@@ -142,9 +140,7 @@ def test_failed_write_leaves_no_file(crop, tmp_path):
 
 
 def test_seg_of_another_frame_of_reference_is_an_input_error(crop, crop_labels, tmp_path):
-    other = pet_image_from_dicom_folder(
-        shared_path("data", "sts_crops_dicom_gml", "STS_002", "image")
-    )
+    other = read_dicom_image(shared_path("data", "sts_crops_dicom_gml", "STS_002", "image"))
     path = write_dicom_seg(crop_labels, {1: "GTV"}, crop, tmp_path / "seg.dcm")
     with pytest.raises(InputError, match="Frame of Reference"):
         read_dicom_seg(path, other)
