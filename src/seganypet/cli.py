@@ -16,22 +16,52 @@ from seganypet.errors import InputError
 
 EXIT_USER_ERROR = 2
 
-SUV_TYPES = {"bw": "body weight", "lbm": "lean body mass", "bsa": "body surface area", "ibw": "ideal body weight"}
+SUV_TYPES = {
+    "bw": "body weight",
+    "lbm": "lean body mass",
+    "bsa": "body surface area",
+    "ibw": "ideal body weight",
+}
 
 
 def _add_dicom_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("DICOM PET input (ignored for NIfTI, which must already hold SUV)")
-    group.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read when the folder holds several PT series")
+    group = parser.add_argument_group(
+        "DICOM PET input (ignored for NIfTI, which must already hold SUV)"
+    )
+    group.add_argument(
+        "--series",
+        metavar="UID",
+        help="SeriesInstanceUID to read when the folder holds several PT series",
+    )
     group.add_argument(
         "--suv",
         choices=sorted(SUV_TYPES),
         default="bw",
-        help="SUV normalisation: " + ", ".join(f"{k} = {v}" for k, v in SUV_TYPES.items()) + " (default: bw)",
+        help="SUV normalisation: "
+        + ", ".join(f"{k} = {v}" for k, v in SUV_TYPES.items())
+        + " (default: bw)",
     )
-    group.add_argument("--weight-kg", type=float, help="patient weight in kg, when PatientWeight is missing or wrong")
-    group.add_argument("--height-cm", type=float, help="patient height in cm (needed by lbm, bsa and ibw)")
+    group.add_argument(
+        "--lbm-formula",
+        choices=["janmahasatian", "james"],
+        default="janmahasatian",
+        help="lean body mass formula for --suv lbm (default: janmahasatian; "
+        "3D Slicer's PET extension uses james)",
+    )
+    group.add_argument(
+        "--weight-kg",
+        type=float,
+        help="patient weight in kg, when PatientWeight is missing or wrong",
+    )
+    group.add_argument(
+        "--height-cm", type=float, help="patient height in cm (needed by lbm, bsa and ibw)"
+    )
     group.add_argument("--sex", choices=["M", "F"], help="patient sex (needed by lbm and ibw)")
-    group.add_argument("--dose-mbq", type=float, help="injected activity in MBq, when RadionuclideTotalDose is missing")
+    group.add_argument(
+        "--dose-mbq",
+        type=float,
+        help="injected activity in MBq, when RadionuclideTotalDose is missing",
+    )
     group.add_argument(
         "--injection-time",
         metavar="[YYYYMMDD]HHMMSS",
@@ -48,6 +78,7 @@ def _dicom_options(args: argparse.Namespace) -> dict:
         "sex": args.sex,
         "dose_mbq": args.dose_mbq,
         "injection_time": args.injection_time,
+        "lbm_formula": args.lbm_formula,
     }
 
 
@@ -113,7 +144,9 @@ def cmd_convert(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(report)
     else:
-        print(f"wrote {args.output}: {image.units}, factor {report['suv_factor']:.6g}, shape {image.shape}")
+        print(
+            f"wrote {args.output}: {image.units}, factor {report['suv_factor']:.6g}, shape {image.shape}"
+        )
 
 
 def cmd_quantify(args: argparse.Namespace) -> None:
@@ -137,12 +170,148 @@ def cmd_quantify(args: argparse.Namespace) -> None:
 
 def _print_stats_table(report: dict) -> None:
     rows = report.get("labels", [])
-    print(f"{'label':24s} {'MTV ml':>9s} {'SUVmax':>8s} {'SUVpeak':>8s} {'SUVmean':>8s} {'TLG':>10s}")
+    print(
+        f"{'label':24s} {'MTV ml':>9s} {'SUVmax':>8s} {'SUVpeak':>8s} {'SUVmean':>8s} {'TLG':>10s}"
+    )
     for row in rows:
         print(
             f"{str(row.get('name', row.get('label'))):24s} {row['mtv_ml']:9.2f} {row['suv_max']:8.2f} "
             f"{row['suv_peak']:8.2f} {row['suv_mean']:8.2f} {row['tlg']:10.1f}"
         )
+
+
+COORDINATES_HELP = (
+    "voxel indices in the order of the input image's array axes (for DICOM: column, row, slice), "
+    "or world millimetres (RAS+) with --mm"
+)
+
+
+def _numbers(text: str, count: int, what: str) -> list[float]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts[:count]]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{what} takes {count} comma-separated numbers, got {text!r}"
+        ) from None
+    if len(values) != count:
+        raise argparse.ArgumentTypeError(
+            f"{what} takes {count} comma-separated numbers, got {text!r}"
+        )
+    return values
+
+
+def parse_point(text: str) -> dict:
+    """``X,Y,Z`` for a positive click, ``X,Y,Z,neg`` for a negative one."""
+    parts = [p.strip().lower() for p in text.split(",")]
+    positive = True
+    if len(parts) == 4:
+        if parts[3] not in ("neg", "pos", "-", "+", "0", "1"):
+            raise argparse.ArgumentTypeError(
+                f"a point's 4th field is 'neg' or 'pos', got {parts[3]!r}"
+            )
+        positive = parts[3] in ("pos", "+", "1")
+    return {"point": _numbers(",".join(parts[:3]), 3, "--point"), "positive": positive}
+
+
+def parse_box(text: str) -> dict:
+    values = _numbers(text, 6, "--box")
+    if len(text.split(",")) != 6:
+        raise argparse.ArgumentTypeError(f"--box takes 6 comma-separated numbers, got {text!r}")
+    return {"box": values}
+
+
+def _read_prompt_file(path: Path) -> tuple[list[dict], bool]:
+    """Objects and their prompts from a JSON file; see `seganypet segment --help`."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such prompts file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, list):
+        data = {"objects": [{"name": "object 1", "prompts": data}]}
+    objects = data.get("objects") if isinstance(data, dict) else None
+    if not isinstance(objects, list) or not objects:
+        raise InputError(f'{path}: expected {{"objects": [{{"name": ..., "prompts": [...]}}]}}')
+    mm = str(data.get("coordinates", "voxel")).lower() == "mm"
+    for obj in objects:
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("prompts"), list)
+            or not obj["prompts"]
+        ):
+            raise InputError(f"{path}: every object needs a non-empty list of prompts")
+        for prompt in obj["prompts"]:
+            if not isinstance(prompt, dict) or not ({"point", "box"} & set(prompt)):
+                raise InputError(
+                    f'{path}: a prompt is {{"point": [x, y, z], "positive": true}} or {{"box": [x0, y0, z0, x1, y1, z1]}}'
+                )
+    return objects, mm
+
+
+def cmd_segment(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from seganypet.io.masks import save_mask
+    from seganypet.model import load_model
+    from seganypet.session import Session
+
+    if args.prompts_file and args.prompts:
+        raise InputError(
+            "give prompts either on the command line (--point/--box) or in --prompts, not both"
+        )
+    if args.prompts_file:
+        objects, mm = _read_prompt_file(args.prompts_file)
+        mm = mm or args.mm
+    elif args.prompts:
+        objects, mm = [{"name": args.name, "prompts": args.prompts}], args.mm
+    else:
+        raise InputError(
+            "no prompt given: add --point X,Y,Z (a voxel inside the object) or --box, or --prompts FILE"
+        )
+
+    image = _load_image(args)
+    network = load_model(args.model)
+    session = Session(network)
+    session.set_image(image)
+
+    def to_voxel(values: list[float]) -> np.ndarray:
+        values = np.asarray(values, float)
+        return image.world_to_voxel(values) if mm else values
+
+    for index, obj in enumerate(objects):
+        if index:
+            session.new_object(str(obj.get("name", f"object {index + 1}")))
+        else:
+            session.current.name = str(obj.get("name", args.name))
+        for prompt in obj["prompts"]:
+            if "box" in prompt:
+                box = list(prompt["box"])
+                if len(box) != 6:
+                    raise InputError(f"a box needs 6 numbers (two opposite corners), got {box}")
+                session.add_box(to_voxel(box[:3]), to_voxel(box[3:]))
+            else:
+                session.add_point(
+                    to_voxel(prompt["point"]), positive=bool(prompt.get("positive", True))
+                )
+
+    labels, names = session.label_map()
+    save_mask(labels, names, image, args.output, format=args.format)
+    summary = {
+        "output": str(args.output),
+        "objects": {name: int((labels == k).sum()) for k, name in names.items()},
+    }
+    if args.stats:
+        from seganypet.io.atomic import write_text_atomic
+        from seganypet.quant import quantify
+
+        report = quantify(image, labels, label_names=names).to_dict()
+        write_text_atomic(args.stats, json.dumps(report, indent=2, default=_json_default) + "\n")
+        summary["stats"] = str(args.stats)
+    for name, voxels in summary["objects"].items():
+        print(f"{name}: {voxels} voxels, {voxels * image.voxel_volume_ml:.2f} ml")
+    print(f"wrote {args.output}" + (f" and {args.stats}" if args.stats else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[[argparse.Namespace], None], help: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         return p
@@ -166,16 +337,103 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dicom_options(p)
 
     p = command("convert", cmd_convert, "Convert a PET image to a NIfTI volume in SUV.")
-    p.add_argument("input", type=Path, help="NIfTI file, DICOM file or folder of DICOM files (searched recursively)")
+    p.add_argument(
+        "input",
+        type=Path,
+        help="NIfTI file, DICOM file or folder of DICOM files (searched recursively)",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="output .nii or .nii.gz")
-    p.add_argument("--json", action="store_true", help="print the SUV factor, units and header fields used as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the SUV factor, units and header fields used as JSON",
+    )
     _add_dicom_options(p)
 
-    p = command("quantify", cmd_quantify, "SUV metrics (SUVmax, SUVpeak, SUVmean, MTV, TLG) per label and per lesion.")
+    p = command(
+        "quantify",
+        cmd_quantify,
+        "SUV metrics (SUVmax, SUVpeak, SUVmean, MTV, TLG) per label and per lesion.",
+    )
     p.add_argument("input", type=Path, help="PET image: NIfTI in SUV, or DICOM PT file/folder")
-    p.add_argument("mask", type=Path, help="mask on the image's grid: NIfTI label map, DICOM SEG or RTSTRUCT")
+    p.add_argument(
+        "mask", type=Path, help="mask on the image's grid: NIfTI label map, DICOM SEG or RTSTRUCT"
+    )
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.add_argument("-o", "--output", type=Path, help="write the statistics JSON here")
+    _add_dicom_options(p)
+
+    p = command(
+        "segment",
+        cmd_segment,
+        "Segment objects in a PET image from point and box prompts. Coordinates are "
+        + COORDINATES_HELP
+        + ".",
+    )
+    p.add_argument(
+        "-i",
+        "--input",
+        type=Path,
+        required=True,
+        help="PET image: NIfTI in SUV, or DICOM PT file/folder",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output mask: .nii.gz label map, or a .dcm DICOM SEG with --format dicom-seg",
+    )
+    p.add_argument(
+        "--point",
+        dest="prompts",
+        action="append",
+        type=parse_point,
+        metavar="X,Y,Z[,neg]",
+        help="a click inside (or with ',neg' outside) the object; repeat for more clicks. "
+        + COORDINATES_HELP,
+    )
+    p.add_argument(
+        "--box",
+        dest="prompts",
+        action="append",
+        type=parse_box,
+        metavar="X0,Y0,Z0,X1,Y1,Z1",
+        help="two opposite corners of a box around the object. " + COORDINATES_HELP,
+    )
+    p.add_argument(
+        "--prompts",
+        dest="prompts_file",
+        type=Path,
+        metavar="FILE",
+        help='JSON: {"coordinates": "voxel"|"mm", "objects": [{"name": "lesion", "prompts": '
+        '[{"point": [x, y, z], "positive": true}, {"box": [x0, y0, z0, x1, y1, z1]}]}]}',
+    )
+    p.add_argument(
+        "--mm",
+        action="store_true",
+        help="coordinates are world millimetres (RAS+), not voxel indices",
+    )
+    p.add_argument(
+        "--name", default="object 1", help="name of the object segmented from --point/--box"
+    )
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default' (the bundled model) or a checkpoint path (.pth or .safetensors)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["nifti", "dicom-seg"],
+        default="nifti",
+        help="output format (dicom-seg needs a DICOM input)",
+    )
+    p.add_argument(
+        "--stats",
+        type=Path,
+        metavar="FILE",
+        help="also write SUV statistics of the objects as JSON",
+    )
     _add_dicom_options(p)
 
     return parser
