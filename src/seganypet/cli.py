@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def cmd_quantify(args: argparse.Namespace) -> None:
     from seganypet.quant import quantify
 
     image = _load_image(args)
-    labels, names = load_mask(args.mask, image)
+    labels, names = load_mask(args.mask, image, roi_names=args.roi or None)
     report = quantify(image, labels, label_names=names).to_dict()
     text = json.dumps(report, indent=2, default=_json_default)
     if args.output:
@@ -361,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.add_argument("-o", "--output", type=Path, help="write the statistics JSON here")
+    p.add_argument(
+        "--roi",
+        action="append",
+        metavar="NAME",
+        help="with an RTSTRUCT mask: the ROI to quantify (repeat for several; default: all)",
+    )
     _add_dicom_options(p)
 
     p = command(
@@ -448,6 +455,11 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"seganypet {args.command}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show_warning
     try:
         args.func(args)
     except InputError as exc:
