@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -103,8 +104,19 @@ def test_two_pt_series(tmp_path, capsys):
     folder = copy_ctac_series(tmp_path)
     second = copy_ctac_series(folder, "second")
     edit_series(second, SeriesInstanceUID=pydicom.uid.generate_uid())
-    code, _, err = run_cli(capsys, "info", folder)
+    code, _, err = run_cli(capsys, "convert", folder, "-o", tmp_path / "o.nii.gz")
     assert_one_clear_line(code, err, "--series")
+    code, out, _ = run_cli(capsys, "info", folder)
+    assert code == 0 and out.count("PT ") == 2 and "--series" in out
+
+
+def test_info_describes_a_series_that_has_no_suv(capsys):
+    folder = shared_path("data", "suv", "delia_nsclc_r01_005", "PET_BODY_NOAC")
+    code, out, _ = run_cli(capsys, "info", folder, "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["units"] == "PROPCNTS" and "not quantitative" in info["suv_refused"]
+    assert info["shape"] == [128, 128, 10]
 
 
 def test_missing_patient_weight_then_supplied(tmp_path, capsys):

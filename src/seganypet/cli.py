@@ -102,7 +102,31 @@ def _json_default(value: object) -> object:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    image = _load_image(args)
+    from seganypet.io import load_image
+    from seganypet.io.dicom import list_dicom_series
+    from seganypet.io.nifti import is_nifti_path
+
+    is_dicom = args.input.exists() and not (args.input.is_file() and is_nifti_path(args.input))
+    series = list_dicom_series(args.input) if is_dicom else []
+    pet_series = [s for s in series if s.modality == "PT"]
+    if len(series) > 1 and not args.json:
+        print("series found:")
+        for s in series:
+            print(
+                f"  {s.modality:8s} {s.instances:5d} instances  {s.description or '-':30s} {s.uid}"
+            )
+        if len(pet_series) > 1 and not args.series:
+            print("several PET series: pick one with --series UID for details")
+            return
+
+    suv_refused = None
+    try:
+        image = _load_image(args)
+    except InputError as exc:
+        if not is_dicom or not pet_series:
+            raise
+        suv_refused = str(exc)
+        image = load_image(args.input, **{**_dicom_options(args), "suv_type": None})
     meta = image.metadata
     info = {
         "source": str(args.input),
@@ -110,11 +134,14 @@ def cmd_info(args: argparse.Namespace) -> None:
         "modality": meta.get("modality", "PT"),
         "series_uid": meta.get("series_uid"),
         "series_description": meta.get("series_description"),
+        "manufacturer": meta.get("manufacturer"),
         "shape": list(image.shape),
         "spacing_mm": [round(s, 4) for s in image.spacing],
         "units": image.units,
-        "suv_factor": meta.get("suv_factor"),
-        "suv_max": float(image.array.max()),
+        "source_units": meta.get("units"),
+        "suv_factor": meta.get("suv_factor") if suv_refused is None else None,
+        "suv_refused": suv_refused,
+        "max_value": float(image.array.max()),
     }
     if args.json:
         _print_json(info)

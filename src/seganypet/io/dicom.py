@@ -61,7 +61,7 @@ class _SeriesFile:
 def read_dicom_image(
     path: str | os.PathLike,
     series_uid: str | None = None,
-    suv_type: str = "bw",
+    suv_type: str | None = "bw",
     weight_kg: float | None = None,
     dose_mbq: float | None = None,
     injection_time: str | datetime | time | None = None,
@@ -72,7 +72,8 @@ def read_dicom_image(
     """Read one PET series from a folder (searched recursively) or a single DICOM file, in SUV.
 
     ``series_uid`` picks a series when the folder holds several PT series. ``suv_type`` is bw,
-    lbm, bsa or ibw. ``weight_kg``, ``dose_mbq``, ``injection_time`` (HHMMSS, HH:MM[:SS] or
+    lbm, bsa or ibw; ``None`` reads the values in the series' own Units with no SUV conversion
+    (for inspecting a series that is not quantitative). ``weight_kg``, ``dose_mbq``, ``injection_time`` (HHMMSS, HH:MM[:SS] or
     YYYYMMDDHHMMSS), ``height_cm`` and ``sex`` replace the header values (or supply missing ones).
     """
     path = Path(path)
@@ -98,10 +99,14 @@ def read_dicom_image(
         height_cm=height_cm,
         sex=sex,
     )
-    try:
-        suv = suv_factor(headers, suv_type, overrides, lbm_formula=lbm_formula)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+    if suv_type is None:
+        units = str(headers[0].get("Units", "") or "unknown units").upper()
+        suv = SuvResult(1.0, "none", units, "values in the series' own units, no SUV conversion")
+    else:
+        try:
+            suv = suv_factor(headers, suv_type, overrides, lbm_formula=lbm_formula)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
 
     volume = _read_volume(path, [series[i].path for i in geometry.order], suv.factor)
     if not np.isfinite(volume).all():
@@ -123,7 +128,32 @@ def read_dicom_image(
             UserWarning,
             stacklevel=2,
         )
-    return PetImage(volume, affine, units=suv.units, metadata=metadata, dicom_headers=headers)
+    units = suv.units_in if suv_type is None else suv.units
+    return PetImage(volume, affine, units=units, metadata=metadata, dicom_headers=headers)
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    uid: str
+    modality: str
+    description: str
+    instances: int
+
+
+def list_dicom_series(path: str | os.PathLike) -> list[SeriesSummary]:
+    """Every series under ``path`` (searched recursively), PET or not."""
+    by_series: dict[str, list[_SeriesFile]] = defaultdict(list)
+    for f in _read_headers(Path(path)):
+        by_series[str(f.header.get("SeriesInstanceUID", "") or "no SeriesInstanceUID")].append(f)
+    return [
+        SeriesSummary(
+            uid,
+            _modality(members),
+            str(members[0].header.get("SeriesDescription", "") or ""),
+            len(members),
+        )
+        for uid, members in by_series.items()
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,4 +531,4 @@ def _metadata(path: Path, headers: list[Dataset], suv: SuvResult) -> dict[str, A
     }
 
 
-__all__ = ["read_dicom_image"]
+__all__ = ["SeriesSummary", "list_dicom_series", "read_dicom_image"]
