@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from conftest import shared_path
 from seganypet.errors import InputError
 from seganypet.image import PetImage
 from seganypet.io.dicom import read_dicom_image
-from seganypet.io.rtstruct import list_rtstruct_roi_names, list_rtstruct_rois, rasterise_rtstruct
+from seganypet.io.masks import load_mask
+from seganypet.io.rtstruct import (
+    CONTOUR_RULES,
+    list_rtstruct_roi_names,
+    list_rtstruct_rois,
+    rasterise_rtstruct,
+)
 
 CROPS = ("STS_001", "STS_002", "STS_003")
 LPS = np.array([-1.0, -1.0, 1.0])
@@ -60,7 +67,8 @@ def test_wholebody_gtv_mass_volume_matches_its_contours(wholebody):
     volume_ml = masks["GTV_Mass"].sum() * wholebody.voxel_volume_ml
     # The contours enclose 365 ml (polygon areas x 3.27 mm); voxel-centre rasterisation must agree.
     # (The 431 ml quoted in the data README is not reproduced by centre inclusion: counting every
-    # voxel the polygons touch gives 421 ml. MIRP's IBSI mask agrees voxel for voxel; see below.)
+    # voxel the polygons touch, rule="any-overlap", gives 429 ml; see below. MIRP's IBSI mask
+    # agrees with the centre rule voxel for voxel.)
     expected_ml = contour_volume_ml(path, "GTV_Mass", wholebody.spacing[2])
     assert expected_ml == pytest.approx(365.2, abs=1.0)
     assert volume_ml == pytest.approx(expected_ml, rel=0.02)
@@ -78,6 +86,29 @@ def test_wholebody_mask_equals_ibsi_crop_mask_at_the_crop_offset(wholebody):
     window = tuple(slice(o, o + s) for o, s in zip(offset, reference.shape, strict=True))
     np.testing.assert_array_equal(mass[window], reference)
     assert mass.sum() == reference.sum()  # nothing outside the crop
+
+
+def test_wholebody_gtv_mass_volume_by_each_rule(wholebody):
+    """Centre inclusion gives the IBSI 366 ml; any-overlap the ~431 ml quoted, fast, as a superset."""
+    path = shared_path("data", "sts001_wholebody_ge", "mask", "1-1.dcm")
+    masks = {}
+    for rule in CONTOUR_RULES:
+        started = time.perf_counter()
+        masks[rule] = rasterise_rtstruct(path, wholebody, ["GTV_Mass"], rule=rule)["GTV_Mass"]
+        assert time.perf_counter() - started < 2.0, f"{rule} rasterisation is too slow"
+    centre_ml = masks["centre"].sum() * wholebody.voxel_volume_ml
+    any_overlap_ml = masks["any-overlap"].sum() * wholebody.voxel_volume_ml
+    assert masks["centre"].sum() == 5095
+    assert centre_ml == pytest.approx(366.0, rel=0.01)
+    assert any_overlap_ml == pytest.approx(431.0, rel=0.05)
+    assert not (masks["centre"] & ~masks["any-overlap"]).any()
+    # The extra voxels are the boundary ring: each touches a voxel of the centre mask in-plane.
+    extra = masks["any-overlap"] & ~masks["centre"]
+    near = np.zeros_like(extra)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            near |= np.roll(masks["centre"], (di, dj), axis=(0, 1))
+    assert not (extra & ~near & masks["centre"].any(axis=(0, 1))).any()
 
 
 def test_edema_surrounds_mass(wholebody):
@@ -176,6 +207,159 @@ def test_square_fills_the_voxel_centres_inside_it(tmp_path):
     expected = np.zeros(image.shape, bool)
     expected[3:7, 4:9, 4] = True
     np.testing.assert_array_equal(mask, expected)
+
+
+def clipped_area(polygon: np.ndarray, i: int, j: int) -> float:
+    """Exact area of a convex polygon (voxel indices) inside voxel (i, j)'s square, by clipping."""
+    points = [tuple(p) for p in polygon]
+    for axis, bound, keep_above in (
+        (0, i - 0.5, 1),
+        (0, i + 0.5, 0),
+        (1, j - 0.5, 1),
+        (1, j + 0.5, 0),
+    ):
+        clipped = []
+        for k, end in enumerate(points):
+            start = points[k - 1]
+            start_in = (start[axis] >= bound) if keep_above else (start[axis] <= bound)
+            end_in = (end[axis] >= bound) if keep_above else (end[axis] <= bound)
+            if start_in != end_in:
+                t = (bound - start[axis]) / (end[axis] - start[axis])
+                clipped.append(tuple(s + t * (e - s) for s, e in zip(start, end, strict=True)))
+            if end_in:
+                clipped.append(end)
+        points = clipped
+        if len(points) < 3:
+            return 0.0
+    x, y = np.array(points).T
+    return 0.5 * abs(x @ np.roll(y, -1) - y @ np.roll(x, -1))
+
+
+def rasterise_one(tmp_path, image, polygons, rule):
+    path = write_rtstruct(tmp_path / f"rs-{rule}.dcm", {"roi": polygons})
+    return rasterise_rtstruct(path, image, rule=rule)["roi"]
+
+
+def grid_ij(image):
+    return np.meshgrid(np.arange(image.shape[0]), np.arange(image.shape[1]), indexing="ij")
+
+
+@pytest.mark.parametrize(
+    ("rule", "i_range", "j_range"), [("centre", (3, 7), (4, 9)), ("any-overlap", (2, 8), (3, 9))]
+)
+def test_offset_square_by_each_rule(tmp_path, rule, i_range, j_range):
+    """Square i in [2.2, 6.7], j in [3.3, 8.5]: centres 3..6 x 4..8; touched squares 2..7 x 3..8.
+
+    Its j = 8.5 edge runs along the border of voxels 8 and 9, so it adds no voxel 9.
+    """
+    image = synthetic_image()
+    mask = rasterise_one(tmp_path, image, [lps_polygon(image, 4, square(2.2, 6.7, 3.3, 8.5))], rule)
+    expected = np.zeros(image.shape, bool)
+    expected[slice(*i_range), slice(*j_range), 4] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize("jitter", [0.0, 5e-7])
+@pytest.mark.parametrize("rule", CONTOUR_RULES)
+def test_square_on_voxel_borders_is_the_same_by_both_rules(tmp_path, rule, jitter):
+    """Edges along voxel borders enter no square; rounding of 5e-7 voxel outwards changes nothing."""
+    image = synthetic_image()
+    corners = square(2.5 - jitter, 6.5 + jitter, 3.5 - jitter, 8.5 + jitter)
+    mask = rasterise_one(tmp_path, image, [lps_polygon(image, 4, corners)], rule)
+    expected = np.zeros(image.shape, bool)
+    expected[3:7, 4:9, 4] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize("rule", CONTOUR_RULES)
+def test_triangle_by_each_rule(tmp_path, rule):
+    """Legs at 2.2, hypotenuse i + j = 12.4: no centre or voxel corner lies on an edge."""
+    image = synthetic_image()
+    triangle = lps_polygon(image, 6, [(2.2, 2.2), (10.2, 2.2), (2.2, 10.2)])
+    mask = rasterise_one(tmp_path, image, [triangle], rule)[..., 6]
+    i, j = grid_ij(image)
+    if rule == "centre":
+        expected = (i >= 3) & (j >= 3) & (i + j <= 12)
+    else:  # square [i -+ 1/2] x [j -+ 1/2] overlaps the triangle: separating axes i, j, i + j
+        expected = (i >= 2) & (j >= 2) & (i <= 10) & (j <= 10) & (i + j - 1 < 12.4)
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_any_overlap_excludes_voxels_a_diagonal_touches_only_at_a_corner(tmp_path):
+    """Hypotenuse i + j = 12 runs through voxel corners: the voxels beyond it only touch it."""
+    image = synthetic_image()
+    triangle = lps_polygon(image, 6, [(2.2, 2.2), (9.8, 2.2), (2.2, 9.8)])
+    mask = rasterise_one(tmp_path, image, [triangle], "any-overlap")[..., 6]
+    i, j = grid_ij(image)
+    np.testing.assert_array_equal(mask, (i >= 2) & (j >= 2) & (i <= 10) & (j <= 10) & (i + j <= 12))
+
+
+@pytest.mark.parametrize(("rule", "hole"), [("centre", (4, 8)), ("any-overlap", (5, 7))])
+def test_hole_by_each_rule(tmp_path, rule, hole):
+    """A hole 3.7..7.3 takes the centres 4..7 by the centre rule but only the squares it holds
+    entirely (5..6) by any-overlap: the others overlap the ring with positive area."""
+    image = synthetic_image()
+    outer = lps_polygon(image, 2, square(0.5, 10.5, 0.5, 10.5))
+    inner = lps_polygon(image, 2, square(3.7, 7.3, 3.7, 7.3))
+    mask = rasterise_one(tmp_path, image, [outer, inner], rule)
+    expected = np.zeros(image.shape, bool)
+    expected[1:11, 1:11, 2] = True
+    expected[slice(*hole), slice(*hole), 2] = False
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_any_overlap_is_positive_exact_overlap_area_and_contains_centre(tmp_path):
+    """A rotated heptagon: any-overlap = voxels whose square it overlaps (by exact clipping)."""
+    image = synthetic_image()
+    angles = 0.3 + np.arange(7) * 2 * np.pi / 7
+    heptagon = np.c_[9.3 + 6.1 * np.cos(angles), 7.6 + 5.3 * np.sin(angles)]
+    path = write_rtstruct(tmp_path / "rs.dcm", {"hept": [lps_polygon(image, 5, heptagon.tolist())]})
+    centre = rasterise_rtstruct(path, image)["hept"][..., 5]
+    any_overlap = rasterise_rtstruct(path, image, rule="any-overlap")["hept"][..., 5]
+    expected = np.array(
+        [
+            [clipped_area(heptagon, i, j) > 1e-9 for j in range(image.shape[1])]
+            for i in range(image.shape[0])
+        ]
+    )
+    np.testing.assert_array_equal(any_overlap, expected)
+    assert not (centre & ~any_overlap).any()
+    assert any_overlap.sum() > centre.sum()
+
+
+def test_any_overlap_is_cut_at_the_grid_edge(tmp_path):
+    image = synthetic_image()
+    path = write_rtstruct(
+        tmp_path / "rs.dcm", {"edge": [lps_polygon(image, 9, square(15.5, 25.5, 10.3, 12.5))]}
+    )
+    with pytest.warns(UserWarning, match="extends beyond the image grid"):
+        mask = rasterise_rtstruct(path, image, rule="any-overlap")["edge"]
+    expected = np.zeros(image.shape, bool)
+    expected[16:20, 10:13, 9] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_load_mask_threads_the_contour_rule(tmp_path):
+    image = synthetic_image()
+    path = write_rtstruct(
+        tmp_path / "rs.dcm", {"box": [lps_polygon(image, 4, square(2.2, 6.7, 3.3, 8.5))]}
+    )
+    for rule in CONTOUR_RULES:
+        labels, names = load_mask(path, image, contour_rule=rule)
+        assert names == {1: "box"}
+        np.testing.assert_array_equal(
+            labels == 1, rasterise_rtstruct(path, image, rule=rule)["box"]
+        )
+    assert (load_mask(path, image)[0] > 0).sum() == 4 * 5
+
+
+def test_unknown_contour_rule_is_an_input_error(tmp_path):
+    image = synthetic_image()
+    path = write_rtstruct(tmp_path / "rs.dcm", {"box": [lps_polygon(image, 4, square(2, 5, 2, 5))]})
+    with pytest.raises(InputError, match="unknown contour rasterisation rule 'touching'"):
+        rasterise_rtstruct(path, image, rule="touching")
+    with pytest.raises(InputError, match="choose one of centre, any-overlap"):
+        load_mask(path, image, contour_rule="touching")
 
 
 def test_hole_and_island_on_one_slice_by_even_odd(tmp_path):

@@ -1,7 +1,10 @@
 """Masks in and out: one loader for NIfTI label maps, DICOM SEG and RTSTRUCT; one saver.
 
 Every mask comes back as a uint16 label map on the image's own grid (0 = background) with a name
-for each label, whatever format it came in.
+for each label, whatever format it came in. RTSTRUCT contours are rasterised by the rule named in
+``contour_rule``: ``"centre"`` (voxel centre inside, the IBSI/MIRP convention, the default) or
+``"any-overlap"`` (every voxel the contour's area touches; an upper bound including boundary
+voxels); :mod:`seganypet.io.rtstruct` defines both.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pydicom.errors import InvalidDicomError
 from seganypet.errors import InputError
 from seganypet.image import PetImage
 from seganypet.io.nifti import is_nifti_path, read_nifti_labels, write_label_map
-from seganypet.io.rtstruct import rasterise_rtstruct
+from seganypet.io.rtstruct import CONTOUR_RULES, rasterise_rtstruct
 from seganypet.io.seg import read_dicom_seg, write_dicom_seg
 
 MASK_FORMATS = ("nifti", "dicom-seg")
@@ -26,7 +29,10 @@ MASK_MODALITIES = ("SEG", "RTSTRUCT")
 
 
 def load_mask(
-    path: str | os.PathLike, image: PetImage, roi_names: Sequence[str] | None = None
+    path: str | os.PathLike,
+    image: PetImage,
+    roi_names: Sequence[str] | None = None,
+    contour_rule: str = "centre",
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Load a mask onto ``image``'s grid: a uint16 label map and the name of each label.
 
@@ -34,8 +40,15 @@ def load_mask(
     folder holding exactly one SEG or RTSTRUCT file. ``roi_names`` picks RTSTRUCT ROIs or SEG
     segments by name (default: all). RTSTRUCT ROIs are numbered 1, 2, ... in the order asked for
     (or file order); SEG labels are the segment numbers. Where ROIs or segments overlap, the voxel
-    keeps the first one, with a warning.
+    keeps the first one, with a warning. ``contour_rule`` says how RTSTRUCT contours become voxels:
+    ``"centre"`` (default; IBSI/MIRP) or ``"any-overlap"`` (see :mod:`seganypet.io.rtstruct`); it
+    is checked for every format but only changes RTSTRUCT masks.
     """
+    if contour_rule not in CONTOUR_RULES:
+        raise InputError(
+            f"unknown contour rasterisation rule {contour_rule!r}; "
+            f"choose one of {', '.join(CONTOUR_RULES)}"
+        )
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -52,7 +65,9 @@ def load_mask(
     if modality == "SEG":
         return read_dicom_seg(path, image, segment_names=roi_names)
     if modality == "RTSTRUCT":
-        return _label_map_from_rois(path, rasterise_rtstruct(path, image, roi_names))
+        return _label_map_from_rois(
+            path, rasterise_rtstruct(path, image, roi_names, rule=contour_rule)
+        )
     raise InputError(
         f"{path}: this DICOM file is a {modality or 'file without a Modality'}, not a mask; give a "
         "DICOM SEG, an RTSTRUCT or a NIfTI label map"
