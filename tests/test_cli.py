@@ -52,3 +52,18 @@ def test_quantify_rtstruct_on_dicom_writes_stats_json(tmp_path, capsys):
     assert mass["suv_max"] >= mass["suv_peak"] >= mass["suv_mean"] > 0
     assert mass["tlg"] == pytest.approx(mass["suv_mean"] * mass["mtv_ml"], rel=1e-6)
     assert "GTV_Mass" in capsys.readouterr().out
+
+
+def test_quantify_any_overlap_rule_counts_boundary_voxels(capsys):
+    root = shared_path("data", "sts001_wholebody_ge")
+    argv = [
+        "quantify",
+        str(root / "image"),
+        str(root / "mask" / "1-1.dcm"),
+        "--roi",
+        "GTV_Mass",
+        "--json",
+    ]
+    assert main([*argv, "--contour-rule", "any-overlap"]) == 0
+    (mass,) = json.loads(capsys.readouterr().out)["labels"]
+    assert mass["mtv_ml"] == pytest.approx(431, rel=0.05)

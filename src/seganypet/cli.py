@@ -183,7 +183,9 @@ def cmd_quantify(args: argparse.Namespace) -> None:
     from seganypet.quant import quantify
 
     image = _load_image(args)
-    labels, names = load_mask(args.mask, image, roi_names=args.roi or None)
+    labels, names = load_mask(
+        args.mask, image, roi_names=args.roi or None, contour_rule=args.contour_rule
+    )
     report = quantify(image, labels, label_names=names).to_dict()
     text = json.dumps(report, indent=2, default=_json_default)
     if args.output:
@@ -394,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME",
         help="with an RTSTRUCT mask: the ROI to quantify (repeat for several; default: all)",
+    )
+    p.add_argument(
+        "--contour-rule",
+        choices=["centre", "any-overlap"],
+        default="centre",
+        help="with an RTSTRUCT mask: a voxel is in the ROI when its centre is inside the contour "
+        "(centre, the IBSI/MIRP rule, default) or when the contour overlaps it at all (any-overlap)",
     )
     _add_dicom_options(p)
 
