@@ -1,0 +1,117 @@
+"""Named architectures of the SAM-Med3D family and their default configs.
+
+``vit_b_ori`` is the layout of the released SAM-Med3D-turbo and SegAnyPET checkpoints: a 3D ViT-B
+on 128³ crops (patch 16, so an 8³ token grid), windowed attention with window 14 except in the
+global blocks 2, 5, 8, 11, a neck to 384 channels, and a 384-wide prompt encoder and mask decoder
+giving 32³ low-resolution logits.
+
+``small`` is built from the same modules for training and running on a CPU: 64³ crops at 3 mm
+(the same 192 mm field of view as ``vit_b_ori``), patch 8 (again an 8³ grid), 256 wide, 4
+blocks, window 4 (no padding) with blocks 1 and 3 global, and a 192-wide decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seganypet.errors import InputError
+from seganypet.model.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Hyper-parameters of one SAM-Med3D-style network."""
+
+    img_size: int
+    patch_size: int
+    encoder_dim: int
+    encoder_depth: int
+    encoder_heads: int
+    window_size: int
+    global_attn_indexes: tuple[int, ...]
+    prompt_dim: int
+    mlp_ratio: float = 4.0
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    num_multimask_outputs: int = 3
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    spacing_mm: float = 1.5
+
+    @property
+    def grid_size(self) -> int:
+        return self.img_size // self.patch_size
+
+    @property
+    def low_res_size(self) -> int:
+        # The mask decoder upsamples the embedding grid 4x.
+        return self.grid_size * 4
+
+
+PRESETS: dict[str, ArchSpec] = {
+    "vit_b_ori": ArchSpec(
+        img_size=128,
+        patch_size=16,
+        encoder_dim=768,
+        encoder_depth=12,
+        encoder_heads=12,
+        window_size=14,
+        global_attn_indexes=(2, 5, 8, 11),
+        prompt_dim=384,
+        spacing_mm=1.5,
+    ),
+    "small": ArchSpec(
+        img_size=64,
+        patch_size=8,
+        encoder_dim=256,
+        encoder_depth=4,
+        encoder_heads=8,
+        window_size=4,
+        global_attn_indexes=(1, 3),
+        prompt_dim=192,
+        decoder_mlp_dim=1024,
+        iou_head_hidden_dim=128,
+        spacing_mm=3.0,
+    ),
+}
+
+
+def get_arch(preset: str) -> ArchSpec:
+    try:
+        return PRESETS[preset]
+    except KeyError:
+        raise InputError(
+            f"unknown model preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+def default_config(preset: str = "vit_b_ori", **changes) -> ModelConfig:
+    """The config a freshly built ``preset`` network gets (released-weight conventions)."""
+    arch = get_arch(preset)
+    config = ModelConfig(
+        preset=preset,
+        input_size=(arch.img_size,) * 3,
+        spacing_mm=(arch.spacing_mm,) * 3,
+        normalisation="zscore_positive",
+        low_res_size=(arch.low_res_size,) * 3,
+        has_box_embeddings=False,
+    )
+    return config.replace(**changes) if changes else config
+
+
+def check_config(config: ModelConfig) -> ArchSpec:
+    """The preset's architecture, after checking the config's sizes agree with it."""
+    arch = get_arch(config.preset)
+    if config.input_size != (arch.img_size,) * 3:
+        raise InputError(
+            f"model config: input_size {config.input_size} does not match preset "
+            f"{config.preset!r} ({arch.img_size}³)"
+        )
+    if config.low_res_size != (arch.low_res_size,) * 3:
+        raise InputError(
+            f"model config: low_res_size {config.low_res_size} does not match preset "
+            f"{config.preset!r} ({arch.low_res_size}³)"
+        )
+    return arch

@@ -1,0 +1,40 @@
+"""How many CPU threads torch should use here."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+ENV_VAR = "SEGANYPET_NUM_THREADS"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity, capped by a cgroup CPU quota if there is one."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        count = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def configure_threads(num_threads: int | None = None) -> int:
+    """Set torch's intra-op threads and return the number used.
+
+    ``num_threads`` wins; else ``$SEGANYPET_NUM_THREADS``; else the CPUs available to this
+    process (one thread per CPU: the matrix products that dominate gain nothing from more).
+    """
+    if num_threads is None:
+        env = os.environ.get(ENV_VAR, "").strip()
+        num_threads = int(env) if env.isdigit() and int(env) > 0 else available_cpus()
+    num_threads = max(1, int(num_threads))
+    if torch.get_num_threads() != num_threads:
+        torch.set_num_threads(num_threads)
+    return num_threads
