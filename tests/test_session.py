@@ -158,7 +158,7 @@ def test_box_is_centred_on_its_middle():
 def _box_as_centre(decode):
     def wrapped(embedding, points, labels, boxes=None, mask_logits=None):
         if boxes is not None and points.shape[1] == 0:
-            centre = (boxes[:, :3] + boxes[:, 3:]) / 2
+            centre = boxes.float().mean(dim=1)
             return decode(embedding, centre[:, None], torch.ones(1, 1, dtype=torch.long))
         return decode(embedding, points, labels)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,25 +27,8 @@ import torch.nn.functional as F
 from seganypet.errors import InputError
 from seganypet.image import CanonicalView, PetImage
 from seganypet.model.config import normalise_crop
+from seganypet.model.network import PromptableNetwork
 from seganypet.prompts import Box, MaskPrompt, Point, Prompt, most_interior_voxel
-
-
-class PromptableNetwork(Protocol):
-    """What the session needs of a network, whatever its family (ViT-SAM or prompt-channel U-Net)."""
-
-    config: Any  # a seganypet.model.config.ModelConfig: input_size, spacing_mm, normalisation, low_res_size
-
-    def embed(self, crop: torch.Tensor) -> Any: ...
-
-    def decode(
-        self,
-        embedding: Any,
-        points: torch.Tensor,
-        labels: torch.Tensor,
-        boxes: torch.Tensor | None = None,
-        mask_logits: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
 
 MASK_PROMPT_LOGIT = 8.0
 BORDER_MARGIN_VOXELS = 2
@@ -351,7 +334,7 @@ class Session:
                 lo = np.clip(lo, 0, tile.size - 1)
                 hi = np.clip(hi, 0, tile.size - 1)
                 if np.all(hi > lo):
-                    boxes.append(np.concatenate([lo, hi]))
+                    boxes.append(np.stack([lo, hi]))
         for seed in tile.seed_points:
             points.append(tile.to_crop(seed.voxel))
             labels.append(1 if seed.positive else 0)
