@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import pickle
 import zipfile
@@ -253,6 +254,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig 
 # ------------------------------------------------------------------------------ key checks
 
 
+@functools.lru_cache(maxsize=16)
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         model = SamMed3D(config)
@@ -292,8 +294,15 @@ def _check_keys(state_dict: Mapping[str, torch.Tensor], config: ModelConfig, pat
 
 def _infer_config(state_dict: Mapping[str, torch.Tensor], path: Path) -> ModelConfig:
     has_boxes = all(k in state_dict for k in BOX_KEYS)
+    pos = state_dict.get("image_encoder.pos_embed")
+    grid = tuple(pos.shape[1:4]) if pos is not None and pos.ndim == 5 else None
+
+    def likely(preset: str) -> bool:  # cheap first guess from the token grid and width
+        arch = PRESETS[preset]
+        return grid == (arch.grid_size,) * 3 and pos.shape[-1] == arch.encoder_dim
+
     best = None
-    for preset in PRESETS:
+    for preset in sorted(PRESETS, key=lambda p: not likely(p)):
         config = default_config(preset, has_box_embeddings=has_boxes)
         missing, unexpected, wrong = _mismatch(state_dict, _expected_shapes(config))
         score = len(missing) + len(unexpected) + len(wrong)

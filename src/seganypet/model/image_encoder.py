@@ -187,20 +187,21 @@ class Attention3D(nn.Module):
         heads, hd = self.num_heads, self.head_dim
         c = heads * hd
         # The attention itself runs in float32 also under bf16 autocast (its logits can be large).
-        q, k, v = qkv.float().reshape(bw, length, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        dtype = torch.promote_types(qkv.dtype, torch.float32)
+        q, k, v = qkv.to(dtype).reshape(bw, length, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
         ed, eh, ew = extent
         size = window[0]
         qf = q.reshape(bw, heads, ed, eh, ew, hd)
         # Query vectors along each (x, y) row of the window; padded positions hold q_b.
         if ew < size:
-            q_b = self.qkv.bias[:c].float().reshape(1, heads, 1, 1, 1, hd)
+            q_b = self.qkv.bias[:c].to(dtype).reshape(1, heads, 1, 1, 1, hd)
             q_row = torch.cat([qf, q_b.expand(bw, heads, ed, eh, size - ew, hd)], dim=4)
         else:
             q_row = qf
         # α[x,y,z,l], β[x,y,i,l], γ[x,y,j,l] over all window positions l, i, j (module docstring).
-        td = _relative_table(self.rel_pos_d.float(), ed, size)
-        th = _relative_table(self.rel_pos_h.float(), eh, size)
-        tw = _relative_table(self.rel_pos_w.float(), size, size)
+        td = _relative_table(self.rel_pos_d.to(dtype), ed, size)
+        th = _relative_table(self.rel_pos_h.to(dtype), eh, size)
+        tw = _relative_table(self.rel_pos_w.to(dtype), size, size)
         alpha = torch.einsum("bnxyzc,xlc->bnxyzl", qf, td)
         beta = torch.einsum("bnxyic,ylc->bnxyil", q_row, th)
         gamma = torch.einsum("bnxyjc,jlc->bnxyjl", q_row, tw)
@@ -220,12 +221,12 @@ class Attention3D(nn.Module):
             log_all = (alpha + row_all[:, :, :, :, None, :]).logsumexp(-1)
             log_real = (alpha[..., :ew] + row_real[:, :, :, :, None, :]).logsumexp(-1)
             log_pad = log_all + torch.log(-torch.expm1(log_real - log_all))
-            k_b = self.qkv.bias[c : 2 * c].float().reshape(1, heads, hd, 1)
+            k_b = self.qkv.bias[c : 2 * c].to(dtype).reshape(1, heads, hd, 1)
             virtual = torch.matmul(
                 qf.reshape(bw, heads, length, hd) * self.scale, k_b
             ) + log_pad.reshape(bw, heads, length, 1)
             logits = torch.cat([logits, virtual], dim=-1)
-            v_b = self.qkv.bias[2 * c :].float().reshape(1, heads, 1, hd)
+            v_b = self.qkv.bias[2 * c :].to(dtype).reshape(1, heads, 1, hd)
             v = torch.cat([v, v_b.expand(bw, heads, 1, hd)], dim=2)
         out = torch.matmul(logits.softmax(dim=-1), v)
         return out.transpose(1, 2).reshape(bw, length, c)
@@ -348,11 +349,11 @@ class ImageEncoderViT3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The convolutions stay in float32 under bf16 autocast: few FLOPs, slow in bf16 on CPU.
         with _no_autocast(x):
-            x = self.patch_embed(x.float()) + self.pos_embed
+            x = self.patch_embed(x.to(self.pos_embed.dtype)) + self.pos_embed
         for block in self.blocks:
             x = block(x)
         with _no_autocast(x):
-            return self.neck(x.float().permute(0, 4, 1, 2, 3))
+            return self.neck(x.to(self.pos_embed.dtype).permute(0, 4, 1, 2, 3))
 
 
 def _no_autocast(x: torch.Tensor):
