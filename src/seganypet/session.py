@@ -291,7 +291,17 @@ class Session:
     def _new_tile(self, centre: np.ndarray) -> Tile:
         size = self._tile_size()
         step = self._step()
-        return Tile(origin=np.asarray(centre, float) - (size // 2) * step, step=step, size=size)
+        return self._placed(np.asarray(centre, float) - (size // 2) * step, step, size)
+
+    def _placed(self, origin: np.ndarray, step: np.ndarray, size: int) -> Tile:
+        """A tile at ``origin``, shifted to lie inside the image (centred where it is larger)."""
+        shape = np.asarray(self._require_image().image.shape, float)
+        extent = (size - 1) * step
+        last = shape - 1
+        fits = extent <= last
+        inside = np.clip(origin, 0.0, np.where(fits, last - extent, 0.0))
+        centred = (last - extent) / 2.0
+        return Tile(origin=np.where(fits, inside, centred), step=step, size=size)
 
     def _update(self, obj: SegmentedObject, prompt: Prompt) -> None:
         if isinstance(prompt, MaskPrompt):
@@ -413,7 +423,8 @@ class Session:
                     continue
                 lo = tile.origin[axis]
                 hi = tile.origin[axis] + (tile.size - 1) * tile.step[axis]
-                beyond = lo > 0 if direction < 0 else hi < shape[axis] - 1
+                margin = BORDER_MARGIN_VOXELS * tile.step[axis]
+                beyond = lo > margin if direction < 0 else hi < shape[axis] - 1 - margin
                 if beyond:
                     faces.append((axis, direction))
         return faces
@@ -451,8 +462,9 @@ class Session:
                     break
                 shift = np.zeros(3)
                 shift[axis] = direction * (current.size // 2) * current.step[axis]
-                neighbour = Tile(current.origin + shift, current.step, current.size)
-                if any(np.allclose(t.origin, neighbour.origin, atol=1.0) for t in obj.tiles):
+                neighbour = self._placed(current.origin + shift, current.step, current.size)
+                near = (current.size / 4) * current.step
+                if any(np.all(np.abs(t.origin - neighbour.origin) < near) for t in obj.tiles):
                     continue
                 seed = self._seed_in_overlap(current, neighbour, crop_mask)
                 if seed is None:
