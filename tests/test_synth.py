@@ -1,0 +1,246 @@
+"""The synthetic whole-body FDG phantoms: determinism, labels, uptake, lesions, timing, layout."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from conftest import shared_path
+from seganypet.errors import InputError
+from seganypet.synth import (
+    LABEL_NAMES,
+    LABELS,
+    LESION_LABEL,
+    SUV_RANGES,
+    case_seed,
+    generate_phantom,
+    write_dataset,
+)
+from seganypet.synth.figures import coronal_mip, save_mip
+
+SEEDS = (3, 11, 24)
+# Structures measured on their eroded interior; thin ones (tonsils, salivary glands, ureters, cortical
+# bone) are too small for that at 5 mm voxels and are checked through their drawn uptake instead.
+MEASURED = (
+    "brain", "blood_pool", "liver", "spleen", "bladder", "lungs", "bone_marrow", "muscle", "fat", "stomach", "bowel",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return {seed: generate_phantom(seed) for seed in SEEDS}
+
+
+def _interior(mask: np.ndarray, spacing: tuple[float, float, float], depth_mm: float) -> np.ndarray:
+    """``mask`` eroded by about ``depth_mm`` along every axis (voxels may be anisotropic)."""
+    steps = np.maximum(1, np.round(depth_mm / np.asarray(spacing)).astype(int))
+    eroded = mask
+    for axis, count in enumerate(steps):
+        structure = np.ones([3 if k == axis else 1 for k in range(3)], dtype=bool)
+        eroded = ndimage.binary_erosion(eroded, structure, iterations=int(count))
+    return eroded
+
+
+def test_same_seed_same_phantom_other_seed_other_phantom(phantoms):
+    again = generate_phantom(SEEDS[0])
+    first = phantoms[SEEDS[0]]
+    np.testing.assert_array_equal(again.image.array, first.image.array)
+    np.testing.assert_array_equal(again.labels, first.labels)
+    np.testing.assert_array_equal(again.lesion_instances, first.lesion_instances)
+    np.testing.assert_array_equal(again.image.affine, first.image.affine)
+    assert again.lesions == first.lesions
+    other = phantoms[SEEDS[1]]
+    assert other.image.shape != first.image.shape or not np.array_equal(
+        other.image.array, first.image.array
+    )
+    assert case_seed(5, 0) == case_seed(5, 0) != case_seed(5, 1) != case_seed(6, 1)
+
+
+def test_image_is_suv_float32_non_negative_with_empty_air(phantoms):
+    for phantom in phantoms.values():
+        image = phantom.image
+        assert image.array.dtype == np.float32 and image.units == "SUVbw"
+        assert image.array.min() >= 0.0 and np.isfinite(image.array).all()
+        assert phantom.labels.shape == phantom.lesion_instances.shape == image.shape
+        spacing = image.spacing
+        assert spacing[0] == spacing[1] and all(2.0 <= s <= 5.0 for s in spacing)
+        air = ~ndimage.binary_dilation(phantom.labels > 0, iterations=4)
+        assert float(np.mean(image.array[air])) < 0.05, "outside the body is close to zero"
+        assert set(np.unique(phantom.labels)) <= set(LABEL_NAMES)
+
+
+def test_organ_means_inside_literature_ranges_after_noise(phantoms):
+    for seed, phantom in phantoms.items():
+        image = phantom.image
+        for name in MEASURED:
+            interior = _interior(phantom.labels == LABELS[name], image.spacing, depth_mm=6.0)
+            if interior.sum() < 20:  # e.g. thin subcutaneous fat in a lean patient
+                continue
+            low, high = SUV_RANGES[name]
+            mean = float(image.array[interior].mean())
+            assert low <= mean <= high, (
+                f"seed {seed}: {name} mean SUV {mean:.2f} outside {low}-{high}"
+            )
+        for name in ("kidney_right", "kidney_left"):
+            # The parenchyma: the median over the kidney, which its hot collecting system hardly moves.
+            median = float(np.median(image.array[phantom.labels == LABELS[name]]))
+            assert 2.0 <= median <= 4.0, f"seed {seed}: {name} median SUV {median:.2f}"
+        myocardium = _interior(phantom.labels == LABELS["myocardium"], image.spacing, depth_mm=2.0)
+        if myocardium.sum() >= 5:
+            assert 1.0 <= float(image.array[myocardium].mean()) <= 10.0
+        for name, value in phantom.parameters["uptake_suv"].items():
+            if name in SUV_RANGES:
+                low, high = SUV_RANGES[name]
+                assert low <= value <= high, f"seed {seed}: drawn {name} uptake {value:.2f}"
+
+
+def test_every_structure_is_present(phantoms):
+    for phantom in phantoms.values():
+        present = set(np.unique(phantom.labels))
+        missing = {
+            name
+            for name, label in LABELS.items()
+            if label not in present and name not in ("background", "lesion")
+        }
+        assert not missing, f"missing structures: {missing}"
+
+
+def test_lesions_count_volume_uptake_and_labels():
+    counts = []
+    for seed in range(30, 34):
+        phantom = generate_phantom(seed)
+        lesions = phantom.lesions
+        counts.append(len(lesions))
+        assert 0 <= len(lesions) <= 20
+        assert [lesion.instance for lesion in lesions] == list(range(1, len(lesions) + 1))
+        instances = phantom.lesion_instances
+        assert ((instances > 0) == (phantom.labels == LESION_LABEL)).all(), (
+            "lesion label = union of instances"
+        )
+        for lesion in lesions:
+            assert 0.3 * 0.95 <= lesion.volume_ml <= 300.0 * 1.05, lesion
+            assert 2.0 <= lesion.suv_mean <= 30.0, lesion
+            assert lesion.shape in ("sphere", "ellipsoid", "irregular")
+            voxels = int((instances == lesion.instance).sum())
+            assert voxels == lesion.voxels >= 1, lesion
+            expected = lesion.volume_ml / phantom.image.voxel_volume_ml
+            if expected > 30:  # big enough for partial volume to average out
+                assert 0.6 * expected <= voxels <= 1.4 * expected, (lesion, voxels, expected)
+        if lesions:
+            largest = max(lesions, key=lambda lesion: lesion.volume_ml)
+            peak = float(phantom.image.array[instances == largest.instance].max())
+            assert peak > 1.5, "lesions are visible above background"
+    assert max(counts) > 0
+
+
+def test_generation_takes_at_most_five_seconds_per_case():
+    generate_phantom(0)  # warm-up: imports, allocator, thread pools
+    started = time.perf_counter()
+    for seed in (41, 42, 43):
+        generate_phantom(seed)
+    per_case = (time.perf_counter() - started) / 3
+    assert per_case <= 5.0, f"{per_case:.2f} s per case"
+
+
+def test_nnunet_layout_loads_back_on_one_grid(tmp_path):
+    out = tmp_path / "Dataset900_synth"
+    dataset_json = write_dataset(out, cases=2, seed=9, progress=False)
+    description = json.loads(dataset_json.read_text())
+    assert description["channel_names"] == {"0": "PET"}
+    assert description["labels"] == LABELS
+    assert description["labels"]["background"] == 0
+    assert sorted(description["labels"].values()) == list(range(len(LABELS))), (
+        "nnU-Net wants consecutive ids"
+    )
+    assert description["numTraining"] == 2 and description["file_ending"] == ".nii.gz"
+    assert (
+        description["tracer"] == "FDG"
+        and description["units"] == "SUVbw"
+        and description["seed"] == 9
+    )
+    for index in range(2):
+        image = nib.load(out / "imagesTr" / f"case_{index:04d}_0000.nii.gz")
+        labels = nib.load(out / "labelsTr" / f"case_{index:04d}.nii.gz")
+        instances = nib.load(out / "instancesTr" / f"case_{index:04d}.nii.gz")
+        for other in (labels, instances):
+            assert other.shape == image.shape
+            np.testing.assert_allclose(other.affine, image.affine)
+        assert image.get_data_dtype() == np.float32
+        label_values = set(np.unique(np.asarray(labels.dataobj)).tolist())
+        assert label_values <= set(description["labels"].values())
+        metadata = json.loads((out / "metadataTr" / f"case_{index:04d}.json").read_text())
+        assert metadata["case_seed"] == case_seed(9, index)
+        assert len(metadata["lesions"]) == int(np.asarray(instances.dataobj).max())
+        regenerated = generate_phantom(case_seed(9, index))
+        np.testing.assert_array_equal(np.asarray(image.dataobj), regenerated.image.array)
+    assert not list(out.rglob(".*tmp*")), "no temporary file left behind"
+
+
+def test_rerun_skips_complete_cases_and_refuses_other_arguments(tmp_path, monkeypatch):
+    out = tmp_path / "synth"
+    write_dataset(out, cases=1, seed=4, progress=False)
+    written = (out / "imagesTr" / "case_0000_0000.nii.gz").stat().st_mtime_ns
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a complete case was generated again")
+
+    monkeypatch.setattr("seganypet.synth.dataset.generate_phantom", must_not_run)
+    write_dataset(out, cases=1, seed=4, progress=False)
+    assert (out / "imagesTr" / "case_0000_0000.nii.gz").stat().st_mtime_ns == written
+    with pytest.raises(InputError, match="another seed"):
+        write_dataset(out, cases=1, seed=5, progress=False)
+    (out / "labelsTr" / "case_0001.nii.gz").write_bytes(b"")  # a case beyond those asked for
+    with pytest.raises(InputError, match="beyond"):
+        write_dataset(out, cases=1, seed=4, progress=False)
+
+
+@pytest.mark.parametrize("cases, seed", [(0, 1), (-3, 1), (2, -1), (1.5, 1)])
+def test_bad_counts_and_seeds_are_clear_errors(tmp_path, cases, seed):
+    with pytest.raises(InputError):
+        write_dataset(tmp_path / "out", cases=cases, seed=seed, progress=False)
+
+
+def test_coronal_mip_shows_brain_on_top_and_bladder_low(phantoms, tmp_path):
+    import matplotlib.image as mpimg
+
+    phantom = phantoms[SEEDS[0]]
+    png = save_mip(phantom.image, tmp_path / "mip.png", title="phantom")
+    picture = mpimg.imread(png)
+    assert picture.ndim == 3 and picture.shape[0] > 300 and picture[..., :3].std() > 0.05
+
+    mip, _ = coronal_mip(phantom.image)
+    rows = mip.shape[0]
+    hot_rows = np.flatnonzero((mip > 5.0).sum(axis=1) >= 3)
+    assert hot_rows.min() < 0.2 * rows, "the brain is hot and at the top"
+    body_rows = np.flatnonzero((mip > 0.3).sum(axis=1) > 0)
+    assert body_rows.min() < 0.05 * rows, "the body fills the field of view from the top"
+
+    project = coronal_mip
+    bladder = phantom.image.with_array((phantom.labels == LABELS["bladder"]).astype(np.float32))
+    bladder_rows = np.flatnonzero(project(bladder)[0].max(axis=1) > 0)
+    brain = phantom.image.with_array((phantom.labels == LABELS["brain"]).astype(np.float32))
+    brain_rows = np.flatnonzero(project(brain)[0].max(axis=1) > 0)
+    assert brain_rows.mean() < 0.2 * rows
+    assert 0.55 * rows < bladder_rows.mean() < 0.95 * rows
+    assert mip[bladder_rows].max() > 5.0, "the bladder is among the hottest structures"
+    liver = phantom.image.with_array((phantom.labels == LABELS["liver"]).astype(np.float32))
+    liver_columns = np.flatnonzero(project(liver)[0].max(axis=0) > 0)
+    assert liver_columns.mean() < mip.shape[1] / 2, (
+        "the liver (patient's right) is on the viewer's left"
+    )
+
+
+def test_figure_beside_real_whole_body_scan(tmp_path):
+    from seganypet.synth.figures import compare_mip, read_pet_series
+
+    real_dir = shared_path("data", "sts001_wholebody_ge", "image")
+    real = read_pet_series(real_dir, 2.42903e-4)
+    assert real.shape == (128, 128, 267)
+    assert 5.0 < float(real.array.max()) < 100.0
+    png = compare_mip(tmp_path / "compare.png", real_dir, seed=7)
+    assert png.is_file() and png.stat().st_size > 10_000
