@@ -100,12 +100,16 @@ class MaskDecoder3D(nn.Module):
         d, h, w = grid
         c1 = up1.weight.shape[1]
         c2 = up2.weight.shape[1]
-        # (B, N, C) @ (C, c1*8) -> (B, d, h, w, c1, 2, 2, 2) -> offsets before channels.
-        x = F.linear(src_tokens, up1.weight.reshape(up1.weight.shape[0], -1).t())
-        x = x.reshape(b, d, h, w, c1, 8).transpose(-1, -2) + up1.bias
-        x = act1(F.layer_norm(x, (c1,), norm.weight, norm.bias, norm.eps))
-        y = F.linear(x, up2.weight.reshape(c1, -1).t())
-        y = act2(y.reshape(b, d, h, w, 8, c2, 8) + up2.bias[:, None])
+        # Each stride-2 transposed convolution is (tokens, C_in) @ (C_in, 8 offsets x C_out), its
+        # weight columns ordered offsets-major so that the channels end up last and contiguous.
+        w1 = up1.weight.reshape(up1.weight.shape[0], c1, 8).transpose(1, 2).reshape(-1, 8 * c1)
+        x = F.linear(src_tokens, w1.t(), up1.bias.repeat(8))
+        x = act1(
+            F.layer_norm(x.reshape(b, d, h, w, 8, c1), (c1,), norm.weight, norm.bias, norm.eps)
+        )
+        # The second keeps (C_out, offsets) order: the channels are contracted next.
+        y = F.linear(x, up2.weight.reshape(c1, -1).t(), up2.bias.repeat_interleave(8))
+        y = act2(y.reshape(b, d, h, w, 8, c2, 8))
         # Contract the mask channels: (B, d, h, w, o1, c2, o2) x (B, M, c2) -> (B, M, d, h, w, o1, o2)
         m = torch.einsum("bxyzpcq,bmc->bmxyzpq", y, hyper_in.to(y.dtype))
         mm = hyper_in.shape[1]

@@ -88,8 +88,22 @@ class PromptEncoder3D(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image embedding grid, ``(1, C, d, h, w)``."""
-        return self.pe_layer.dense(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the image embedding grid, ``(1, C, d, h, w)``.
+
+        Cached while the Gaussian matrix is unchanged (it is a buffer, never trained), except
+        when gradients are being recorded.
+        """
+        if torch.is_grad_enabled():
+            return self.pe_layer.dense(self.image_embedding_size).unsqueeze(0)
+        matrix = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (matrix.data_ptr(), matrix._version, matrix.dtype, matrix.device)
+        cached = getattr(self, "_dense_pe_cache", None)
+        if cached is None or cached[0] != key:
+            # A normal tensor even when called in inference mode, so it can be reused anywhere.
+            with torch.inference_mode(False), torch.no_grad():
+                pe = self.pe_layer.dense(self.image_embedding_size).unsqueeze(0)
+            cached = self._dense_pe_cache = (key, pe)
+        return cached[1]
 
     def embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """``points`` ``(B, N, 3)``, ``labels`` ``(B, N)``: 1 positive, 0 negative, -1 padding.
