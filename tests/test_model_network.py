@@ -65,6 +65,22 @@ def test_collapsed_attention_equals_padded_reference(grid, window):
     assert torch.allclose(fast, padded, rtol=0, atol=1e-11), (fast - padded).abs().max()
 
 
+def test_collapsed_attention_has_the_reference_gradients():
+    attn = Attention3D(32, num_heads=2, input_size=(4, 5, 4), window_size=6).double()
+    _randomise(attn, scale=0.3)
+    x = torch.randn(1, 4, 5, 4, 32, dtype=torch.float64)
+    weight = torch.randn(1, 4, 5, 4, 32, dtype=torch.float64)
+    grads = {}
+    for mode in ("fast", "padded"):
+        attn.attention_mode = mode
+        attn.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        (attn(xi) * weight).sum().backward()
+        grads[mode] = [xi.grad] + [p.grad.clone() for p in attn.parameters()]
+    for fast, padded in zip(grads["fast"], grads["padded"], strict=True):
+        assert torch.allclose(fast, padded, rtol=0, atol=1e-10)
+
+
 def test_padded_keys_matter_and_are_kept():
     """Dropping the virtual key (attending to real keys only) would change the output."""
     attn = Attention3D(48, num_heads=3, input_size=(4, 4, 4), window_size=7).double()

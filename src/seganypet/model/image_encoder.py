@@ -205,29 +205,28 @@ class Attention3D(nn.Module):
         alpha = torch.einsum("bnxyzc,xlc->bnxyzl", qf, td)
         beta = torch.einsum("bnxyic,ylc->bnxyil", q_row, th)
         gamma = torch.einsum("bnxyjc,jlc->bnxyjl", q_row, tw)
-        # Logits of the real keys, summed in the reference's order so that the (possibly very
-        # large) logits round exactly as there: ((q·k·scale + α) + β) + γ.
-        logits = torch.matmul(q * self.scale, k.transpose(-2, -1)).reshape(
-            bw, heads, ed, eh, ew, ed, eh, ew
-        )
-        logits.add_(alpha[..., None, None, :ew])
-        logits.add_(beta[:, :, :, :, None, :ed, None, :ew])
-        logits.add_(gamma[:, :, :, :, None, None, :eh, :ew])
-        logits = logits.reshape(bw, heads, length, length)
-        if extent != (size, size, size):
-            # All padded keys of the window collapse into one virtual key (k_b, v_b).
+        padded = extent != (size, size, size)
+        if padded:
+            # All padded keys of the window collapse into one virtual key (k_b, v_b), appended
+            # after the real keys.
+            k_b = self.qkv.bias[c : 2 * c].to(dtype).reshape(1, heads, 1, hd)
+            v_b = self.qkv.bias[2 * c :].to(dtype).reshape(1, heads, 1, hd)
+            k = torch.cat([k, k_b.expand(bw, heads, 1, hd)], dim=2)
+            v = torch.cat([v, v_b.expand(bw, heads, 1, hd)], dim=2)
+        logits = torch.matmul(q * self.scale, k.transpose(-2, -1))
+        # Relative-position terms of the real keys, added in the reference's order so that the
+        # (possibly very large) logits round exactly as there: ((q·k·scale + α) + β) + γ.
+        real = logits[..., :length].view(bw, heads, ed, eh, ew, ed, eh, ew)
+        real.add_(alpha[..., None, None, :ew])
+        real.add_(beta[:, :, :, :, None, :ed, None, :ew])
+        real.add_(gamma[:, :, :, :, None, None, :eh, :ew])
+        if padded:
             row_all = beta.logsumexp(-2) + gamma.logsumexp(-2)  # (Bw, n, x, y, l)
             row_real = beta[..., :ed, :ew].logsumexp(-2) + gamma[..., :eh, :ew].logsumexp(-2)
             log_all = (alpha + row_all[:, :, :, :, None, :]).logsumexp(-1)
             log_real = (alpha[..., :ew] + row_real[:, :, :, :, None, :]).logsumexp(-1)
             log_pad = log_all + torch.log(-torch.expm1(log_real - log_all))
-            k_b = self.qkv.bias[c : 2 * c].to(dtype).reshape(1, heads, hd, 1)
-            virtual = torch.matmul(
-                qf.reshape(bw, heads, length, hd) * self.scale, k_b
-            ) + log_pad.reshape(bw, heads, length, 1)
-            logits = torch.cat([logits, virtual], dim=-1)
-            v_b = self.qkv.bias[2 * c :].to(dtype).reshape(1, heads, 1, hd)
-            v = torch.cat([v, v_b.expand(bw, heads, 1, hd)], dim=2)
+            logits[..., length].add_(log_pad.reshape(bw, heads, length))
         out = torch.matmul(logits.softmax(dim=-1), v)
         return out.transpose(1, 2).reshape(bw, length, c)
 
