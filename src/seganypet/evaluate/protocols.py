@@ -1,0 +1,365 @@
+"""The simulated users of each evaluation protocol: which prompts come at which step.
+
+A simulated user looks at the ground truth and at the current prediction, as a person would, and
+answers with prompts only: the :class:`~seganypet.session.Session` receives nothing but the image
+and these prompts, so it places its crops from the user's clicks, never from the ground truth.
+
+Protocols (step 1 is the first interaction; ``--clicks N`` runs steps 1..N):
+
+- ``clicks``: step 1 clicks the most interior voxel of the object (the maximum of its Euclidean
+  distance transform, in mm); every later step clicks the EDT centre of the largest 26-connected
+  error region, positive where the prediction misses the object, negative where it leaks
+  (:func:`seganypet.prompts.next_click_at_error_centre`).
+- ``clicks-random``: the SAM-Med3D user: every click, the first included, is a uniformly random
+  voxel of the error (at step 1 the error is the whole object), drawn from ``--seed``.
+- ``box-clicks``: step 1 draws the object's tight 3D bounding box (an axis one voxel thick is
+  widened to the voxel's faces, ±0.5, as the session needs a box of positive extent), then clicks
+  as in ``clicks``.
+- ``autopet``: autoPET IV style: clicks simulated once from the ground truth before any
+  prediction, step k adding the k-th tumour (positive) click and then the k-th background
+  (negative) click. The rule (:func:`autopet_clicks`):
+
+  * tumour clicks: one at the EDT centre of each 26-connected component of the object, largest
+    component first; when clicks remain, each next one goes to the object voxel farthest inside
+    the object and from the clicks so far (the maximum of ``min(EDT, distance to the nearest
+    click)``);
+  * background clicks: in the *hot shell* around the object: voxels 10 to 40 mm from it (mm EDT)
+    that belong to no lesion label, at or above the 75th percentile of the shell's SUV (the tissue
+    a model would leak into); the first at the centre of the hot shell (EDT maximum), each next
+    farthest inside it and from the background clicks so far. An object with no such shell gets
+    tumour clicks only.
+  * exact ties between candidate voxels are broken by a random draw from ``--seed`` (mixed with
+    the case and object names), so the click sets are deterministic.
+
+The classical baselines of a run are seeded at the protocol's first click: the most interior
+voxel for ``clicks``, the first random click for ``clicks-random``, the first tumour click for
+``autopet``, and for ``box-clicks`` (whose first prompt is a box) the most interior voxel.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from seganypet.errors import InputError
+from seganypet.prompts import (
+    Box,
+    Point,
+    bounding_box,
+    most_interior_voxel,
+    next_click_at_error_centre,
+    next_click_at_random_error,
+)
+
+PROTOCOLS = ("clicks", "clicks-random", "box-clicks", "autopet")
+AUTOPET_SHELL_MM = (10.0, 40.0)
+AUTOPET_HOT_PERCENTILE = 75.0
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+
+Voxel = tuple[int, int, int]
+Spacing = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """The prompts a simulated user gives at one step (none when nothing is left to correct)."""
+
+    prompts: tuple[Point | Box, ...]
+
+    @property
+    def prompt_type(self) -> str:
+        if not self.prompts:
+            return "none"
+        return "/".join(_prompt_type(p) for p in self.prompts)
+
+    def describe(self) -> str:
+        return " ".join(_describe(p) for p in self.prompts)
+
+
+def _prompt_type(prompt: Point | Box) -> str:
+    if isinstance(prompt, Box):
+        return "box"
+    return "click+" if prompt.positive else "click-"
+
+
+def _describe(prompt: Point | Box) -> str:
+    if isinstance(prompt, Box):
+        return f"box {_fmt(prompt.lo)}-{_fmt(prompt.hi)}"
+    return f"{'+' if prompt.positive else '-'}{_fmt(prompt.voxel)}"
+
+
+def _fmt(voxel: Sequence[float]) -> str:
+    return "(" + " ".join(f"{v:g}" for v in voxel) + ")"
+
+
+def object_rng(seed: int, case: str, object_name: str) -> np.random.Generator:
+    """The random stream of one object: the same whichever objects ran before it."""
+    return np.random.default_rng([int(seed), zlib.crc32(f"{case}/{object_name}".encode())])
+
+
+class SimulatedUser:
+    """A protocol's user for one object. ``interaction(step, prediction)`` gives the prompts."""
+
+    def __init__(self, truth: np.ndarray, spacing: Spacing):
+        self.truth = np.asarray(truth, dtype=bool)
+        if not self.truth.any():
+            raise ValueError("a simulated user needs a non-empty object")
+        self.spacing = tuple(float(s) for s in spacing)
+
+    @property
+    def baseline_seed(self) -> Voxel:
+        """The voxel the classical baselines grow from: the protocol's first click."""
+        return most_interior_voxel(self.truth, self.spacing)  # type: ignore[arg-type]
+
+    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
+        raise NotImplementedError
+
+    def _error_centre_click(self, prediction: np.ndarray) -> Interaction:
+        box, offset = _error_box(prediction, self.truth)
+        click = next_click_at_error_centre(prediction[box], self.truth[box], self.spacing)
+        return Interaction(() if click is None else (_shifted(click, offset),))
+
+
+class ErrorCentreUser(SimulatedUser):
+    """``clicks``: the most interior voxel first, then the centre of the largest error."""
+
+    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
+        if step == 1:
+            return Interaction((Point(_floats(self.baseline_seed), True),))
+        return self._error_centre_click(prediction)
+
+
+class RandomErrorUser(SimulatedUser):
+    """``clicks-random``: a random voxel of the error at every step (SAM-Med3D)."""
+
+    def __init__(self, truth: np.ndarray, spacing: Spacing, rng: np.random.Generator):
+        super().__init__(truth, spacing)
+        self.rng = rng
+        first = next_click_at_random_error(np.zeros_like(self.truth), self.truth, rng)
+        assert first is not None
+        self.first_click = first
+
+    @property
+    def baseline_seed(self) -> Voxel:
+        return _ints(self.first_click.voxel)
+
+    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
+        if step == 1:
+            return Interaction((self.first_click,))
+        box, offset = _error_box(prediction, self.truth)
+        click = next_click_at_random_error(prediction[box], self.truth[box], self.rng)
+        return Interaction(() if click is None else (_shifted(click, offset),))
+
+
+class BoxThenClicksUser(SimulatedUser):
+    """``box-clicks``: the object's bounding box, then clicks at the error centres."""
+
+    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
+        if step == 1:
+            return Interaction((drawable_box(self.truth),))
+        return self._error_centre_click(prediction)
+
+
+class AutoPetUser(SimulatedUser):
+    """``autopet``: the k-th pre-simulated tumour and background clicks at step k."""
+
+    def __init__(
+        self,
+        truth: np.ndarray,
+        spacing: Spacing,
+        suv: np.ndarray,
+        other_lesions: np.ndarray,
+        count: int,
+        rng: np.random.Generator,
+    ):
+        super().__init__(truth, spacing)
+        self.tumour, self.background = autopet_clicks(
+            self.truth, suv, self.spacing, count, rng, other_lesions
+        )
+
+    @property
+    def baseline_seed(self) -> Voxel:
+        return self.tumour[0]
+
+    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
+        prompts: list[Point | Box] = []
+        if step <= len(self.tumour):
+            prompts.append(Point(_floats(self.tumour[step - 1]), True))
+        if step <= len(self.background):
+            prompts.append(Point(_floats(self.background[step - 1]), False))
+        return Interaction(tuple(prompts))
+
+
+def make_user(
+    protocol: str,
+    truth: np.ndarray,
+    spacing: Spacing,
+    *,
+    rng: np.random.Generator,
+    suv: np.ndarray | None = None,
+    other_lesions: np.ndarray | None = None,
+    steps: int = 1,
+) -> SimulatedUser:
+    """The simulated user of ``protocol`` for one object (``suv`` is needed by ``autopet``)."""
+    if protocol == "clicks":
+        return ErrorCentreUser(truth, spacing)
+    if protocol == "clicks-random":
+        return RandomErrorUser(truth, spacing, rng)
+    if protocol == "box-clicks":
+        return BoxThenClicksUser(truth, spacing)
+    if protocol == "autopet":
+        if suv is None:
+            raise ValueError("the autopet protocol needs the SUV image for its background clicks")
+        lesions = np.zeros_like(truth, dtype=bool) if other_lesions is None else other_lesions
+        return AutoPetUser(truth, spacing, suv, lesions, steps, rng)
+    raise InputError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+# ------------------------------------------------------------------------------ boxes
+
+
+def drawable_box(truth: np.ndarray) -> Box:
+    """The tight box of ``truth``, an axis one voxel thick widened to that voxel's faces."""
+    box = bounding_box(truth)
+    lo, hi = np.asarray(box.lo), np.asarray(box.hi)
+    flat = hi - lo < 1
+    upper = np.asarray(truth.shape, float) - 0.5
+    lo = np.where(flat, np.maximum(lo - 0.5, -0.5), lo)
+    hi = np.where(flat, np.minimum(hi + 0.5, upper), hi)
+    return Box(_floats(lo), _floats(hi))
+
+
+# ------------------------------------------------------------------------------ autoPET clicks
+
+
+def autopet_clicks(
+    truth: np.ndarray,
+    suv: np.ndarray,
+    spacing: Spacing,
+    count: int,
+    rng: np.random.Generator,
+    other_lesions: np.ndarray | None = None,
+) -> tuple[list[Voxel], list[Voxel]]:
+    """``count`` tumour clicks and up to ``count`` background clicks (see the module's rule)."""
+    truth = np.asarray(truth, dtype=bool)
+    if not truth.any():
+        raise ValueError("cannot simulate tumour clicks in an empty object")
+    if count < 1:
+        raise ValueError("the click budget must be at least 1")
+    spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
+    return (
+        _tumour_clicks(truth, spacing, count, rng),
+        _background_clicks(truth, suv, spacing, count, rng, other_lesions),
+    )
+
+
+def _tumour_clicks(
+    truth: np.ndarray, spacing: Spacing, count: int, rng: np.random.Generator
+) -> list[Voxel]:
+    box = _padded_box(truth, np.zeros(3, int), truth.shape)
+    region = truth[box]
+    offset = np.array([s.start for s in box])
+    interior = ndimage.distance_transform_edt(np.pad(region, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    components, number = ndimage.label(region, structure=CONNECTIVITY_26)
+    sizes = np.bincount(components.ravel(), minlength=number + 1)[1:]
+    chosen: list[np.ndarray] = []
+    for index in sorted(range(number), key=lambda i: (-int(sizes[i]), i))[:count]:
+        voxels = np.argwhere(components == index + 1)
+        chosen.append(voxels[_argmax_with_ties(interior[tuple(voxels.T)], rng)])
+    voxels = np.argwhere(region)
+    chosen = _spread(voxels, interior[tuple(voxels.T)], spacing, count, rng, chosen)
+    return [_ints(v + offset) for v in chosen]
+
+
+def _background_clicks(
+    truth: np.ndarray,
+    suv: np.ndarray,
+    spacing: Spacing,
+    count: int,
+    rng: np.random.Generator,
+    other_lesions: np.ndarray | None,
+) -> list[Voxel]:
+    near_mm, far_mm = AUTOPET_SHELL_MM
+    reach = np.ceil(far_mm / np.asarray(spacing)).astype(int) + 1
+    box = _padded_box(truth, reach, truth.shape)
+    offset = np.array([s.start for s in box])
+    distance = ndimage.distance_transform_edt(~truth[box], sampling=spacing)
+    shell = (distance >= near_mm) & (distance <= far_mm)
+    if other_lesions is not None:
+        shell &= ~np.asarray(other_lesions, dtype=bool)[box]
+    if not shell.any():
+        return []
+    values = np.asarray(suv)[box]
+    hot = shell & (values >= np.percentile(values[shell], AUTOPET_HOT_PERCENTILE))
+    interior = ndimage.distance_transform_edt(np.pad(hot, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    voxels = np.argwhere(hot)
+    chosen = _spread(voxels, interior[tuple(voxels.T)], spacing, count, rng, [])
+    return [_ints(v + offset) for v in chosen]
+
+
+def _spread(
+    voxels: np.ndarray,
+    interior_mm: np.ndarray,
+    spacing: Spacing,
+    count: int,
+    rng: np.random.Generator,
+    chosen: list[np.ndarray],
+) -> list[np.ndarray]:
+    """Add clicks at ``argmax min(interior, distance to the chosen)`` until there are ``count``."""
+    chosen = list(chosen)
+    positions = voxels * np.asarray(spacing)
+    nearest = np.full(len(voxels), np.inf)
+    for click in chosen:
+        nearest = np.minimum(
+            nearest, np.linalg.norm(positions - click * np.asarray(spacing), axis=1)
+        )
+    while len(chosen) < count:
+        score = np.minimum(interior_mm, nearest)
+        pick = voxels[_argmax_with_ties(score, rng)]
+        chosen.append(pick)
+        nearest = np.minimum(
+            nearest, np.linalg.norm(positions - pick * np.asarray(spacing), axis=1)
+        )
+    return chosen
+
+
+def _argmax_with_ties(values: np.ndarray, rng: np.random.Generator) -> int:
+    best = np.flatnonzero(values >= values.max() - 1e-9)
+    return int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _error_box(prediction: np.ndarray, truth: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The bounding box of prediction and truth, one voxel wider: the error lies inside it.
+
+    The simulated user's answer on this box equals its answer on the whole image (the error's
+    components, their EDT and the scan order of their voxels are the same), at a fraction of
+    the cost on a whole-body image.
+    """
+    box = _padded_box(np.asarray(prediction, bool) | truth, np.ones(3, int), truth.shape)
+    return box, np.array([s.start for s in box], dtype=float)
+
+
+def _padded_box(mask: np.ndarray, margin: np.ndarray, shape: Sequence[int]) -> tuple[slice, ...]:
+    where = np.argwhere(mask)
+    lo = np.maximum(where.min(0) - margin, 0)
+    hi = np.minimum(where.max(0) + margin + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def _shifted(click: Point, offset: np.ndarray) -> Point:
+    return Point(_floats(np.asarray(click.voxel) + offset), click.positive)
+
+
+def _floats(voxel: Sequence[float]) -> tuple[float, float, float]:
+    return (float(voxel[0]), float(voxel[1]), float(voxel[2]))
+
+
+def _ints(voxel: Sequence[float]) -> Voxel:
+    return (int(round(voxel[0])), int(round(voxel[1])), int(round(voxel[2])))

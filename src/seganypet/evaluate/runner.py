@@ -1,0 +1,409 @@
+"""Running an evaluation: every object of every case, with the model and/or the baselines.
+
+For each object a fresh :class:`~seganypet.session.Session` gets the PET image and then only the
+simulated user's prompts (see :mod:`seganypet.evaluate.protocols`); its crops are placed from
+those prompts alone. After each step the object's mask is scored against the object's ground
+truth (:mod:`seganypet.evaluate.metrics`). A step where the user finds nothing left to correct
+repeats the previous scores with prompt type ``none``, so every object has ``--clicks`` steps.
+The classical baselines (:mod:`seganypet.baselines`) give one step, grown from the protocol's
+first click; PERCIST runs only where a liver reference exists.
+
+Results go to ``per_step.csv`` object by object; a rerun into the same report folder skips the
+(object, method) pairs already there. ``run.json`` records the settings that give the rows their
+meaning (protocol, clicks, seed, object and metric rules); a rerun with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from seganypet.baselines import BASELINES, run_baseline
+from seganypet.errors import InputError
+from seganypet.evaluate.data import (
+    MIN_OBJECT_ML,
+    EvaluationObject,
+    LoadedCase,
+    discover_cases,
+    load_case,
+)
+from seganypet.evaluate.metrics import NSD_TOLERANCE_MM, step_metrics
+from seganypet.evaluate.protocols import PROTOCOLS, SimulatedUser, make_user, object_rng
+from seganypet.evaluate.table import StepRow, StepTable
+from seganypet.image import PetImage
+from seganypet.io.atomic import write_text_atomic
+from seganypet.model.network import PromptableNetwork
+from seganypet.prompts import Box, Point
+from seganypet.session import Session
+
+BASELINE_STEPS = 1
+DEFAULT_CLICKS = 5
+PER_STEP_FILE = "per_step.csv"
+SUMMARY_FILE = "summary.json"
+PLOT_FILE = "dice_vs_clicks.png"
+RUN_FILE = "run.json"
+RUN_FORMAT = 1
+BASELINE_SEEDS = ("first-click", "suv-max")
+
+SessionFactory = Callable[[PromptableNetwork], Session]
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What to evaluate and how; ``model`` None with ``baselines`` runs the baselines only."""
+
+    data: tuple[str, ...]
+    report_dir: Path
+    protocol: str = "clicks"
+    clicks: int = DEFAULT_CLICKS
+    model: str | None = None
+    baselines: bool = False
+    baseline_seed: str = "first-click"
+    seed: int = 0
+    cases: tuple[str, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    lesion_labels: tuple[str, ...] | None = None
+    min_object_ml: float = MIN_OBJECT_ML
+    nsd_tolerance_mm: float = NSD_TOLERANCE_MM
+    progress: bool = True
+    command: str | None = None
+
+    def check(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise InputError(
+                f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}"
+            )
+        if self.clicks < 1:
+            raise InputError(f"--clicks must be at least 1, got {self.clicks}")
+        if self.model is None and not self.baselines:
+            raise InputError(
+                "nothing to evaluate: give --model (default or a checkpoint) and/or --baselines"
+            )
+        if self.baseline_seed not in BASELINE_SEEDS:
+            raise InputError(
+                f"unknown baseline seed {self.baseline_seed!r}; choose one of "
+                + ", ".join(BASELINE_SEEDS)
+            )
+        if self.seed < 0:
+            raise InputError(f"--seed must be a non-negative whole number, got {self.seed}")
+        if self.min_object_ml < 0 or self.nsd_tolerance_mm < 0:
+            raise InputError("--min-object-ml and --nsd-tolerance-mm cannot be negative")
+
+    def meaning(self) -> dict[str, Any]:
+        """The settings that decide what a row of per_step.csv means (checked on resuming)."""
+        return {
+            "format": RUN_FORMAT,
+            "protocol": self.protocol,
+            "clicks": self.clicks,
+            "seed": self.seed,
+            "baseline_seed": self.baseline_seed,
+            "min_object_ml": self.min_object_ml,
+            "nsd_tolerance_mm": self.nsd_tolerance_mm,
+            "lesion_labels": list(self.lesion_labels) if self.lesion_labels else None,
+        }
+
+
+@dataclass
+class RunRecord:
+    """What happened during this run, for the summary."""
+
+    started: str
+    cases: list[str] = field(default_factory=list)
+    objects_by_case: dict[str, list[str]] = field(default_factory=dict)
+    skipped_small_objects: int = 0
+    objects_resumed: int = 0
+    percist_without_liver: list[str] = field(default_factory=list)
+    model_load_seconds: float | None = None
+    dropped_incomplete_rows: int = 0
+    wall_seconds: float = 0.0
+
+
+def model_method_name(model: str) -> str:
+    """The method column of the model's rows: ``seganypet`` or ``seganypet:<checkpoint stem>``."""
+    if model == "default":
+        return "seganypet"
+    name = Path(model).name
+    for suffix in (".safetensors", ".pth", ".pt"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return f"seganypet:{name}"
+
+
+def run_evaluation(
+    settings: EvaluationSettings,
+    network: PromptableNetwork | None = None,
+    session_factory: SessionFactory = Session,
+) -> dict[str, Any]:
+    """Evaluate, write per_step.csv, summary.json and dice_vs_clicks.png; return the summary.
+
+    ``network`` replaces loading ``settings.model`` (tests pass doubles); ``session_factory``
+    builds the session for each object from the network.
+    """
+    from seganypet.evaluate.report import build_summary, plot_dice_vs_step
+
+    settings.check()
+    clock = time.perf_counter()
+    record = RunRecord(started=_now())
+    sources = discover_cases(settings.data, settings.cases)
+    report_dir = Path(settings.report_dir)
+    _prepare_report_dir(report_dir, settings)
+
+    model_method = None
+    if settings.model is not None or network is not None:
+        model_method = model_method_name(settings.model or "default")
+        if network is None:
+            network, record.model_load_seconds = _load_network(settings.model or "default")
+    baseline_names = [name for name in BASELINES] if settings.baselines else []
+
+    def expected_steps(method: str) -> int:
+        return settings.clicks if method == model_method else BASELINE_STEPS
+
+    table = StepTable(report_dir / PER_STEP_FILE, expected_steps)
+    record.dropped_incomplete_rows = table.dropped_rows
+    done = table.done()
+
+    progress = tqdm(
+        total=0, unit="object", desc="evaluate", disable=not settings.progress, dynamic_ncols=True
+    )
+    try:
+        for number, source in enumerate(sources, start=1):
+            progress.set_description(f"case {number}/{len(sources)} {source.case}")
+            case = load_case(
+                source,
+                lesion_labels=settings.lesion_labels,
+                label_filter=settings.labels,
+                min_object_ml=settings.min_object_ml,
+            )
+            record.cases.append(source.case)
+            record.objects_by_case[source.case] = [obj.name for obj in case.objects]
+            record.skipped_small_objects += case.skipped_small
+            methods = _methods_for_case(case, model_method, baseline_names, record)
+            progress.total += len(case.objects)
+            progress.refresh()
+            for obj in case.objects:
+                pending = [m for m in methods if (case.source.case, obj.name, m) not in done]
+                if pending:
+                    rows = evaluate_object(
+                        case, obj, pending, settings, network, model_method, session_factory
+                    )
+                    table.append(rows)
+                else:
+                    record.objects_resumed += 1
+                progress.update(1)
+    finally:
+        progress.close()
+
+    record.wall_seconds = time.perf_counter() - clock
+    summary = build_summary(table.rows, settings, record, model_method, baseline_names, network)
+    write_text_atomic(report_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    plot_dice_vs_step(summary, report_dir / PLOT_FILE)
+    return summary
+
+
+def _methods_for_case(
+    case: LoadedCase, model_method: str | None, baselines: Sequence[str], record: RunRecord
+) -> list[str]:
+    methods = [model_method] if model_method else []
+    for name in baselines:
+        if name == "percist" and case.liver_centre is None:
+            record.percist_without_liver.append(case.source.case)
+            continue
+        methods.append(name)
+    return methods
+
+
+def evaluate_object(
+    case: LoadedCase,
+    obj: EvaluationObject,
+    methods: Sequence[str],
+    settings: EvaluationSettings,
+    network: PromptableNetwork | None,
+    model_method: str | None,
+    session_factory: SessionFactory = Session,
+) -> list[StepRow]:
+    """Every pending method's rows for one object."""
+    image = case.image
+    truth = obj.mask(image.shape)
+    user = make_user(
+        settings.protocol,
+        truth,
+        image.spacing,
+        rng=object_rng(settings.seed, case.source.case, obj.name),
+        suv=image.array,
+        other_lesions=case.lesion_mask & ~truth,
+        steps=settings.clicks,
+    )
+    rows: list[StepRow] = []
+    for method in methods:
+        if method == model_method:
+            assert network is not None
+            steps = run_model_steps(
+                network,
+                image,
+                truth,
+                user,
+                steps=settings.clicks,
+                tolerance_mm=settings.nsd_tolerance_mm,
+                session_factory=session_factory,
+            )
+        else:
+            seed = (
+                user.baseline_seed
+                if settings.baseline_seed == "first-click"
+                else hottest_voxel(image, truth)
+            )
+            steps = [run_baseline_step(method, case, truth, seed, settings.nsd_tolerance_mm)]
+        rows.extend(
+            StepRow(
+                case=case.source.case,
+                object=obj.name,
+                label=obj.label_name,
+                method=method,
+                step=step.step,
+                prompt_type=step.prompt_type,
+                seconds=step.seconds,
+                prompt=step.prompt,
+                **step.metrics,
+            )
+            for step in steps
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: int
+    prompt_type: str
+    prompt: str
+    seconds: float
+    metrics: dict[str, float]
+
+
+def run_model_steps(
+    network: PromptableNetwork,
+    image: PetImage,
+    truth: np.ndarray,
+    user: SimulatedUser,
+    steps: int,
+    tolerance_mm: float = NSD_TOLERANCE_MM,
+    session_factory: SessionFactory = Session,
+) -> list[StepResult]:
+    """Drive a session with the simulated user's prompts for ``steps`` steps, scoring each."""
+    session = session_factory(network)
+    session.set_image(image)
+    prediction = np.zeros(image.shape, dtype=bool)
+    results: list[StepResult] = []
+    for step in range(1, steps + 1):
+        interaction = user.interaction(step, prediction)
+        if not interaction.prompts:
+            previous = results[-1]
+            results.append(StepResult(step, "none", "", 0.0, previous.metrics))
+            continue
+        start = time.perf_counter()
+        for prompt in interaction.prompts:
+            if isinstance(prompt, Box):
+                session.add_box(prompt.lo, prompt.hi)
+            elif isinstance(prompt, Point):
+                session.add_point(prompt.voxel, positive=prompt.positive)
+        prediction = np.asarray(session.mask, dtype=bool)
+        seconds = time.perf_counter() - start
+        metrics = step_metrics(
+            prediction, truth, image.spacing, image.voxel_volume_ml, tolerance_mm
+        ).to_dict()
+        results.append(
+            StepResult(step, interaction.prompt_type, interaction.describe(), seconds, metrics)
+        )
+    return results
+
+
+def hottest_voxel(image: PetImage, truth: np.ndarray) -> tuple[int, int, int]:
+    """The object's voxel of highest SUV (the first in scan order on ties)."""
+    index = np.argmax(np.where(truth, image.array, -np.inf))
+    return tuple(int(i) for i in np.unravel_index(int(index), truth.shape))  # type: ignore[return-value]
+
+
+def run_baseline_step(
+    method: str,
+    case: LoadedCase,
+    truth: np.ndarray,
+    seed: tuple[int, int, int],
+    tolerance_mm: float = NSD_TOLERANCE_MM,
+) -> StepResult:
+    """One classical baseline grown from ``seed``, scored as step 1."""
+    options: dict[str, Any] = {}
+    if method == "percist":
+        options["liver_center_voxel"] = case.liver_centre
+    start = time.perf_counter()
+    result = run_baseline(method, case.image, seed, **options)
+    seconds = time.perf_counter() - start
+    image = case.image
+    metrics = step_metrics(
+        result.mask, truth, image.spacing, image.voxel_volume_ml, tolerance_mm
+    ).to_dict()
+    prompt = f"seed ({seed[0]} {seed[1]} {seed[2]}) threshold {result.threshold:.3g}"
+    if not result.ok:
+        prompt += f" {result.status}"
+    return StepResult(1, "seed", prompt, seconds, metrics)
+
+
+def _load_network(model: str) -> tuple[PromptableNetwork, float]:
+    from seganypet.model import configure_threads, load_model
+
+    configure_threads()
+    start = time.perf_counter()
+    network = load_model(model)
+    return network, time.perf_counter() - start
+
+
+def _prepare_report_dir(report_dir: Path, settings: EvaluationSettings) -> None:
+    if report_dir.exists() and not report_dir.is_dir():
+        raise InputError(f"-o {report_dir}: exists and is not a folder")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    run_file = report_dir / RUN_FILE
+    meaning = settings.meaning()
+    if run_file.exists():
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = None
+        if previous != meaning:
+            differences = (
+                ", ".join(
+                    f"{key} {previous.get(key)!r} -> {value!r}"
+                    for key, value in meaning.items()
+                    if previous.get(key) != value
+                )
+                if isinstance(previous, dict)
+                else "unreadable run.json"
+            )
+            raise InputError(
+                f"-o {report_dir}: holds results of a run with other settings ({differences}); "
+                "its rows would not be comparable. Write to another folder, or delete this one"
+            )
+        return
+    if (report_dir / PER_STEP_FILE).exists():
+        raise InputError(
+            f"-o {report_dir}: holds a per_step.csv without run.json, so its settings are "
+            "unknown; write to another folder"
+        )
+    write_text_atomic(run_file, json.dumps(meaning, indent=2) + "\n")
+
+
+def settings_dict(settings: EvaluationSettings) -> dict[str, Any]:
+    out = asdict(settings)
+    out["report_dir"] = str(settings.report_dir)
+    out["data"] = [str(d) for d in settings.data]
+    out.pop("command")
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
