@@ -109,6 +109,7 @@ def test_fast_network_reproduces_the_reference_rounds(reference):
         previous = logits
 
 
+@pytest.mark.slow
 def test_reference_order_attention_reproduces_the_embedding(reference):
     """The padded (reference-order) attention gives the golden embedding to 1e-4."""
     net, _manifest, golden, x = reference
