@@ -153,14 +153,13 @@ def run_evaluation(
     clock = time.perf_counter()
     record = RunRecord(started=_now())
     sources = discover_cases(settings.data, settings.cases)
-    report_dir = Path(settings.report_dir)
-    _prepare_report_dir(report_dir, settings)
-
     model_method = None
     if settings.model is not None or network is not None:
         model_method = model_method_name(settings.model or "default")
         if network is None:
             network, record.model_load_seconds = _load_network(settings.model or "default")
+    report_dir = Path(settings.report_dir)
+    _prepare_report_dir(report_dir, settings)
     baseline_names = [name for name in BASELINES] if settings.baselines else []
 
     def expected_steps(method: str) -> int:

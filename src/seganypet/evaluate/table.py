@@ -154,7 +154,8 @@ class StepTable:
             handle.write(_csv_text(rows, header=False))
             handle.flush()
             os.fsync(handle.fileno())
-        self.rows.extend(rows)
+        # Keep what the file holds (numbers as written), so a resumed run summarises the same.
+        self.rows.extend(StepRow.from_record(row.to_record()) for row in rows)
 
 
 def _steps_by_group(rows: Iterable[StepRow]) -> dict[GroupKey, list[int]]:

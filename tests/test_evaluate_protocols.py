@@ -1,0 +1,189 @@
+"""The simulated users: where each protocol clicks, with which sign, and reproducibly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from seganypet.evaluate.protocols import (
+    AUTOPET_SHELL_MM,
+    autopet_clicks,
+    drawable_box,
+    make_user,
+    object_rng,
+)
+from seganypet.prompts import Box, Point, next_click_at_error_centre, next_click_at_random_error
+
+SPACING = (2.0, 2.0, 4.0)
+
+
+def edt_mm(mask: np.ndarray, spacing=SPACING) -> np.ndarray:
+    return ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+
+
+def slab_object(shape=(40, 40, 30)) -> np.ndarray:
+    """An L-shaped object whose most interior voxel differs from its centroid."""
+    truth = np.zeros(shape, bool)
+    truth[8:30, 10:18, 8:20] = True
+    truth[8:14, 10:34, 8:20] = True
+    return truth
+
+
+def rng(seed=0):
+    return object_rng(seed, "case", "object")
+
+
+def only_point(interaction) -> Point:
+    assert len(interaction.prompts) == 1
+    (prompt,) = interaction.prompts
+    assert isinstance(prompt, Point)
+    return prompt
+
+
+def test_clicks_first_click_is_the_edt_maximum_in_mm():
+    truth = slab_object()
+    user = make_user("clicks", truth, SPACING, rng=rng())
+    click = only_point(user.interaction(1, np.zeros_like(truth)))
+    voxel = tuple(int(v) for v in click.voxel)
+    distance = edt_mm(truth)
+    assert click.positive
+    assert truth[voxel]
+    assert distance[voxel] == pytest.approx(distance.max())
+    assert user.baseline_seed == voxel
+
+
+def test_clicks_corrections_are_positive_on_misses_and_negative_on_leaks():
+    truth = slab_object()
+    user = make_user("clicks", truth, SPACING, rng=rng())
+
+    missing = truth.copy()
+    missing[8:30, 10:18, 8:20] = False  # the long arm is missed
+    click = only_point(user.interaction(2, missing))
+    assert click.positive
+    assert truth[tuple(int(v) for v in click.voxel)]
+    assert not missing[tuple(int(v) for v in click.voxel)]
+
+    leaking = truth.copy()
+    leaking[30:38, 25:35, 5:25] = True  # a large leak beside the object
+    click = only_point(user.interaction(2, leaking))
+    assert not click.positive
+    voxel = tuple(int(v) for v in click.voxel)
+    assert leaking[voxel] and not truth[voxel]
+
+    assert user.interaction(3, truth).prompts == ()  # nothing left to correct
+
+
+def test_clicks_on_a_crop_equal_the_whole_image_user():
+    truth = slab_object()
+    prediction = truth.copy()
+    prediction[8:20, 10:18, 8:20] = False
+    prediction[32:36, 30:36, 20:26] = True
+    user = make_user("clicks", truth, SPACING, rng=rng())
+    click = only_point(user.interaction(2, prediction))
+    assert click == next_click_at_error_centre(prediction, truth, SPACING)
+
+    random_user = make_user("clicks-random", truth, SPACING, rng=rng(5))
+    random_click = only_point(random_user.interaction(2, prediction))
+    generator = rng(5)
+    next_click_at_random_error(np.zeros_like(truth), truth, generator)  # the first click
+    assert random_click == next_click_at_random_error(prediction, truth, generator)
+
+
+def test_clicks_random_is_seeded_and_signs_follow_the_error():
+    truth = slab_object()
+    first = [
+        only_point(make_user("clicks-random", truth, SPACING, rng=rng(s)).interaction(1, truth))
+        for s in (1, 1, 2)
+    ]
+    assert first[0] == first[1]
+    assert all(truth[tuple(int(v) for v in c.voxel)] and c.positive for c in first)
+
+    user = make_user("clicks-random", truth, SPACING, rng=rng(3))
+    user.interaction(1, np.zeros_like(truth))
+    leak_only = truth.copy()
+    leak_only[32:36, 30:36, 20:26] = True
+    click = only_point(user.interaction(2, leak_only))
+    assert not click.positive and not truth[tuple(int(v) for v in click.voxel)]
+    seeded = make_user("clicks-random", truth, SPACING, rng=rng(1))
+    assert seeded.baseline_seed == tuple(int(v) for v in first[0].voxel)
+
+
+def test_box_clicks_starts_with_the_ground_truth_bounding_box():
+    truth = slab_object()
+    user = make_user("box-clicks", truth, SPACING, rng=rng())
+    (box,) = user.interaction(1, np.zeros_like(truth)).prompts
+    assert isinstance(box, Box)
+    where = np.argwhere(truth)
+    assert box.lo == tuple(float(v) for v in where.min(0))
+    assert box.hi == tuple(float(v) for v in where.max(0))
+    # Then clicks as in `clicks`.
+    half = truth.copy()
+    half[8:14, 18:34, 8:20] = False
+    assert only_point(user.interaction(2, half)) == next_click_at_error_centre(half, truth, SPACING)
+
+
+def test_a_box_one_voxel_thick_is_widened_to_the_voxel_faces():
+    truth = np.zeros((10, 10, 10), bool)
+    truth[2:6, 3:7, 0] = True
+    box = drawable_box(truth)
+    assert box.lo == (2.0, 3.0, -0.5)
+    assert box.hi == (5.0, 6.0, 0.5)
+
+
+def two_lesions(shape=(48, 48, 24)):
+    truth = np.zeros(shape, bool)
+    truth[10:22, 10:22, 8:16] = True  # the larger lesion
+    truth[30:35, 30:35, 10:14] = True
+    suv = 1.0 + 0.2 * np.random.default_rng(0).random(shape).astype(np.float32)
+    suv[truth] = 8.0
+    suv[28:36, 4:24, 2:22] = 4.0  # hot tissue 14-28 mm beside the larger lesion
+    return truth, suv
+
+
+def test_autopet_clicks_are_deterministic_and_follow_the_rule():
+    truth, suv = two_lesions()
+    other = np.zeros_like(truth)
+    other[2:5, 40:44, 2:5] = True  # another lesion nearby: no background click there
+    tumour, background = autopet_clicks(truth, suv, SPACING, 10, rng(7), other)
+    again = autopet_clicks(truth, suv, SPACING, 10, rng(7), other)
+    assert (tumour, background) == again
+
+    assert len(tumour) == 10 and len(background) == 10
+    assert all(truth[v] for v in tumour)
+    # One click at the centre of each component first, the largest first.
+    components, _ = ndimage.label(truth, structure=np.ones((3, 3, 3)))
+    assert components[tumour[0]] == components[15, 15, 11]
+    assert components[tumour[1]] == components[32, 32, 12]
+    distance = edt_mm(truth)
+    large = components == components[15, 15, 11]
+    assert distance[tumour[0]] == pytest.approx(distance[large].max())
+    assert len(set(tumour)) == 10  # later clicks spread out, never repeat here
+
+    from_truth = ndimage.distance_transform_edt(~truth, sampling=SPACING)
+    near, far = AUTOPET_SHELL_MM
+    for voxel in background:
+        assert not truth[voxel] and not other[voxel]
+        assert near <= from_truth[voxel] <= far
+    assert len(set(background)) == 10
+    # The hot tissue beside the lesion is where the background clicks go first.
+    assert suv[background[0]] == 4.0
+    assert sum(suv[v] == 4.0 for v in background) >= 3
+
+
+def test_autopet_user_gives_one_tumour_and_one_background_click_per_step():
+    truth, suv = two_lesions()
+    user = make_user("autopet", truth, SPACING, rng=rng(), suv=suv, steps=3)
+    for step in (1, 2, 3):
+        interaction = user.interaction(step, np.zeros_like(truth))
+        tumour, background = interaction.prompts
+        assert isinstance(tumour, Point) and tumour.positive
+        assert isinstance(background, Point) and not background.positive
+        assert interaction.prompt_type == "click+/click-"
+    assert user.baseline_seed == user.tumour[0]
+
+
+def test_autopet_without_a_shell_gives_tumour_clicks_only():
+    truth = np.ones((6, 6, 6), bool)
+    tumour, background = autopet_clicks(truth, np.ones((6, 6, 6)), SPACING, 3, rng())
+    assert len(tumour) == 3 and background == []
