@@ -1,0 +1,210 @@
+"""The simulated user of training and validation, and the click rounds that drive a network.
+
+A batch's prompts (:class:`Prompts`) start with a first prompt per crop (:func:`first_prompts`):
+a positive click at the target's most interior voxel (EDT maximum) or at a random target voxel,
+or, for a whole batch, a jittered bounding box. Every later round adds one corrective click per
+crop, placed from the network's *current* error (:func:`corrective_click`): at the centre of the
+largest error region (``next_click_at_error_centre``) or at a random error voxel
+(``next_click_at_random_error``, SAM-Med3D's user); positive where foreground is missed,
+negative where the mask leaks. Points accumulate; crops that are already perfect get no click
+(their lists are padded with label -1).
+
+:func:`click_rounds` is the loop itself. It only calls ``decode(embedding, points, labels,
+boxes, mask_logits)`` of the :class:`~seganypet.model.network.PromptableNetwork` protocol,
+feeding each round's low-resolution logits back (detached) as the next round's mask input, and
+yields each round's logits upsampled to the crop (trilinear, as the interactive session does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seganypet.prompts import (
+    bounding_box,
+    most_interior_voxel,
+    next_click_at_error_centre,
+    next_click_at_random_error,
+)
+
+Decode = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class Prompts:
+    """Per-crop point lists (crop voxel indices) and labels, and optional boxes ``(B, 2, 3)``."""
+
+    points: list[list[tuple[float, float, float]]]
+    labels: list[list[int]]
+    boxes: np.ndarray | None = None
+    clicks_added: list[int] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, batch: int) -> Prompts:
+        return cls([[] for _ in range(batch)], [[] for _ in range(batch)])
+
+    def add(self, item: int, voxel: Sequence[float], positive: bool) -> None:
+        self.points[item].append(tuple(float(v) for v in voxel))  # type: ignore[arg-type]
+        self.labels[item].append(1 if positive else 0)
+
+    def point_tensors(
+        self, device: torch.device
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(B, N, 3)`` float points and ``(B, N)`` labels, padded with label -1; None if none."""
+        count = max(len(p) for p in self.points)
+        if count == 0:
+            return None, None
+        batch = len(self.points)
+        points = torch.zeros((batch, count, 3), dtype=torch.float32)
+        labels = torch.full((batch, count), -1, dtype=torch.int64)
+        for item, (pts, labs) in enumerate(zip(self.points, self.labels, strict=True)):
+            if pts:
+                points[item, : len(pts)] = torch.tensor(pts, dtype=torch.float32)
+                labels[item, : len(labs)] = torch.tensor(labs, dtype=torch.int64)
+        return points.to(device), labels.to(device)
+
+    def box_tensor(self, device: torch.device) -> torch.Tensor | None:
+        if self.boxes is None:
+            return None
+        return torch.as_tensor(self.boxes, dtype=torch.float32, device=device)
+
+
+def first_click(
+    target: np.ndarray, rng: np.random.Generator, interior_probability: float
+) -> tuple[int, int, int]:
+    """The EDT-most-interior voxel of ``target`` (with ``interior_probability``) or a random one."""
+    if rng.random() < interior_probability:
+        return most_interior_voxel(target)
+    voxels = np.argwhere(target)
+    return tuple(int(v) for v in voxels[int(rng.integers(len(voxels)))])  # type: ignore[return-value]
+
+
+def jittered_box(target: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
+    """The target's bounding box, each corner moved by up to ``jitter`` x the box extent
+    (at least one voxel), kept inside the crop: ``(2, 3)`` inclusive corners."""
+    box = bounding_box(target)
+    lo, hi = np.asarray(box.lo), np.asarray(box.hi)
+    reach = np.maximum(1, np.round(jitter * (hi - lo + 1))).astype(np.int64)
+    lo = lo + rng.integers(-reach, reach + 1)
+    hi = hi + rng.integers(-reach, reach + 1)
+    last = np.asarray(target.shape) - 1
+    lo = np.clip(lo, 0, last)
+    hi = np.clip(hi, 0, last)
+    return np.stack([np.minimum(lo, hi), np.maximum(lo, hi)]).astype(np.float32)
+
+
+def first_prompts(
+    targets: np.ndarray,
+    rngs: Sequence[np.random.Generator],
+    *,
+    use_box: bool,
+    interior_probability: float,
+    box_jitter: float,
+) -> Prompts:
+    """The first prompt of every crop of ``targets`` ``(B, D, H, W)`` bool: a click, or a box."""
+    prompts = Prompts.empty(len(targets))
+    if use_box:
+        prompts.boxes = np.stack(
+            [jittered_box(t, rng, box_jitter) for t, rng in zip(targets, rngs, strict=True)]
+        )
+        return prompts
+    for item, (target, rng) in enumerate(zip(targets, rngs, strict=True)):
+        prompts.add(item, first_click(target, rng, interior_probability), positive=True)
+    return prompts
+
+
+def corrective_click(
+    prediction: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+    error_centre_probability: float,
+):
+    """The next click from the current error: a :class:`~seganypet.prompts.Point` or None."""
+    if rng.random() < error_centre_probability:
+        return next_click_at_error_centre(prediction, target)
+    return next_click_at_random_error(prediction, target, rng)
+
+
+def upsample_logits(low_res: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Low-resolution logits to the crop, trilinear, float32 (as the session upsamples them)."""
+    return F.interpolate(low_res.float(), size=tuple(size), mode="trilinear", align_corners=False)
+
+
+@dataclass
+class Round:
+    """One decoder round: logits at crop resolution (with gradients if recorded) and IoU."""
+
+    index: int
+    logits: torch.Tensor  # (B, 1, *input_size) float32
+    low_res_logits: torch.Tensor  # (B, 1, *low_res_size)
+    iou: torch.Tensor  # (B, 1)
+
+
+def click_rounds(
+    decode: Decode,
+    embedding,
+    prompts: Prompts,
+    targets: np.ndarray,
+    rounds: int,
+    next_click: Callable[[np.ndarray, np.ndarray, int], object],
+    *,
+    input_size: Sequence[int],
+    device: torch.device,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> Iterator[Round]:
+    """Run ``rounds`` prompt rounds on one embedding; yields every round.
+
+    ``next_click(prediction, target, item)`` gives the corrective click (or None) of crop
+    ``item`` from its current binary prediction. ``prompts`` is updated in place, so after the
+    loop it holds every click that was given.
+    """
+    mask_logits = None
+    previous: torch.Tensor | None = None
+    for index in range(rounds):
+        if previous is not None:
+            prediction = previous.detach().cpu().numpy()[:, 0] > 0
+            prompts.clicks_added = []
+            for item in range(len(targets)):
+                click = next_click(prediction[item], targets[item], item)
+                if click is not None:
+                    prompts.add(item, click.voxel, click.positive)
+                prompts.clicks_added.append(int(click is not None))
+        points, labels = prompts.point_tensors(device)
+        with autocast():
+            low_res, iou = decode(
+                embedding,
+                points,
+                labels,
+                boxes=prompts.box_tensor(device),
+                mask_logits=mask_logits,
+            )
+        logits = upsample_logits(low_res, input_size)
+        yield Round(index, logits, low_res, iou)
+        previous = logits
+        mask_logits = low_res.detach().float()
+
+
+def dice_scores(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Dice per item of boolean ``(B, ...)`` arrays; 1 where both are empty."""
+    axes = tuple(range(1, prediction.ndim))
+    overlap = np.logical_and(prediction, target).sum(axes)
+    total = prediction.sum(axes) + target.sum(axes)
+    return np.where(total > 0, 2.0 * overlap / np.maximum(total, 1), 1.0)
+
+
+__all__ = [
+    "Prompts",
+    "Round",
+    "click_rounds",
+    "corrective_click",
+    "dice_scores",
+    "first_click",
+    "first_prompts",
+    "jittered_box",
+    "upsample_logits",
+]

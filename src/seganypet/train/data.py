@@ -1,0 +1,813 @@
+"""Training data: sources, a resampled cache, prompt targets and crops around them.
+
+Sources
+-------
+``--data`` takes one or more entries (comma-separated), each
+
+- an nnU-Net v2 raw folder: ``dataset.json`` (``labels`` as ``{name: value}``, optional ``tracer``
+  and ``label_quality``: ``"high"``/``"low"``), ``imagesTr/<case>_0000<file_ending>`` (the PET
+  channel: the one named PET/PT in ``channel_names``, else channel 0) and
+  ``labelsTr/<case><file_ending>``;
+- a manifest, ``.json``: ``{"name", "tracer", "label_names", "label_quality", "cases": [{"image",
+  "label", "id", "tracer", "label_names", "label_quality"}]}`` (or just the list of cases; per-case
+  fields override the top-level ones; ``label_names`` maps values to names, ``{"1": "liver"}``, or
+  names to values, nnU-Net style), or ``.csv`` with the columns ``image,label`` and optionally
+  ``id,tracer,label_names,label_quality`` (``label_names`` as ``1:liver;2:lesion`` or JSON);
+  relative paths are relative to the manifest;
+- a folder holding ``manifest.json`` or ``manifest.csv``.
+
+Images are NIfTI PET volumes (SUV is assumed: NIfTI carries no units; the z-score normalisation
+makes the scale irrelevant anyway), labels integer maps on the image's exact grid.
+
+Cache
+-----
+Each case is converted once: read, reoriented to RAS+ with ``PetImage.canonical()`` (axes permuted
+and flipped, no resampling: the orientation in which the interactive ``Session`` crops), then
+resampled to the network's spacing on the grid ``canonical voxel = j * (spacing / source
+spacing)`` (the ``Session``'s tile sampling), the image trilinearly and the labels by nearest
+neighbour. It is stored as ``image.npy`` (float32), ``labels.npy`` and, for lesion labels,
+``components.npy`` (the 26-connected lesion components), with the targets in ``meta.json``; crops
+read the arrays memory-mapped. The cache folder is keyed by a hash of both source paths, their
+modification times and sizes, the spacing, the label names and the lesion rule, so an edited file
+or another spacing makes a new entry and an unchanged case is reused (a finished entry is never
+rewritten; a stale one can be deleted by hand). Entries are written to a temporary folder and
+renamed into place, so concurrent builders (the ranks of a distributed run) never see a half-built
+entry.
+
+Prompt targets
+--------------
+Every label value present in a case is one target (the whole structure; the crop shows the part of
+it that falls inside), except lesion labels (a label whose name contains one of
+``lesion_keywords``: lesion, tumor, tumour, metasta...): there every 26-connected component is its
+own target, because one click names one lesion, not all of them.
+
+Tiny targets are skipped: a target is kept only when it has at least ``min_target_voxels`` (10)
+voxels at the network's spacing AND a volume of at least ``min_target_ml`` (0.1 ml). At 3 mm
+(``small``, 0.027 ml a voxel) the 10 voxels (0.27 ml) decide; at 1.5 mm (``vit_b_ori``, 3.4 µl a
+voxel) the 0.1 ml (30 voxels) does. Such specks are below the PET resolution, and a click on them
+teaches noise.
+
+Crops
+-----
+A crop of the network's input size is placed around an anchor voxel drawn from the target (up to
+:data:`ANCHORS_PER_TARGET` random voxels of it are stored), shifted by a uniform random offset of
+up to ``crop_offset_fraction`` of the crop size per axis, so that the target (and its first click)
+is not always at the centre. Voxels outside the image are zero. The crop is augmented
+(:mod:`seganypet.train.augment`), then normalised with ``normalise_crop(config.normalisation)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from seganypet.errors import InputError
+from seganypet.io.atomic import write_text_atomic
+from seganypet.io.nifti import read_nifti_image, read_nifti_labels
+from seganypet.model.config import ModelConfig, normalise_crop
+from seganypet.train.augment import Augmentation
+
+CACHE_FORMAT_VERSION = 1
+ANCHORS_PER_TARGET = 32
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+PET_CHANNEL_NAMES = ("pet", "pt", "suv")
+GRID_TOLERANCE_MM = 0.01
+OPEN_ARRAYS_MAX = 192
+
+
+# ====================================================================================== sources
+
+
+@dataclass(frozen=True)
+class CaseSource:
+    """One image and its label map, before caching."""
+
+    dataset: str
+    case_id: str
+    image: Path
+    label: Path
+    label_names: dict[int, str] = field(default_factory=dict, hash=False)
+    tracer: str = "unknown"
+    low_quality: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.case_id}"
+
+
+def split_entries(entries: str | Sequence[str]) -> list[str]:
+    """``--data A,B`` and repeated entries as one list of paths."""
+    if isinstance(entries, str):
+        entries = [entries]
+    return [part.strip() for entry in entries for part in str(entry).split(",") if part.strip()]
+
+
+def find_cases(entries: str | Sequence[str], low_quality: Sequence[str] = ()) -> list[CaseSource]:
+    """Every case of the given data sets; ``low_quality`` entries mark their cases' labels noisy."""
+    paths = split_entries(entries)
+    if not paths:
+        raise InputError("no training data given; pass --data DIR[,DIR] (or a manifest)")
+    noisy = {_resolved(p) for p in split_entries(low_quality)}
+    cases: list[CaseSource] = []
+    for entry in paths:
+        path = Path(entry)
+        if not path.exists():
+            raise InputError(f"training data not found: {path}")
+        found = _cases_of(path)
+        if not found:
+            raise InputError(f"{path}: no cases found")
+        if _resolved(entry) in noisy:
+            found = [_with_quality(c, low=True) for c in found]
+        cases.extend(found)
+    seen: dict[str, CaseSource] = {}
+    for case in cases:
+        if case.key in seen:
+            raise InputError(
+                f"two cases are named {case.key!r} ({seen[case.key].image} and {case.image}); "
+                "give each data set its own name"
+            )
+        seen[case.key] = case
+    return cases
+
+
+def _resolved(path: str | os.PathLike) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def _with_quality(case: CaseSource, low: bool) -> CaseSource:
+    return CaseSource(
+        case.dataset, case.case_id, case.image, case.label, case.label_names, case.tracer, low
+    )
+
+
+def _cases_of(path: Path) -> list[CaseSource]:
+    if path.is_dir():
+        if (path / "dataset.json").is_file():
+            return _nnunet_cases(path)
+        for name in ("manifest.json", "manifest.csv"):
+            if (path / name).is_file():
+                return _manifest_cases(path / name)
+        raise InputError(
+            f"{path}: neither an nnU-Net raw data set (dataset.json, imagesTr, labelsTr) nor a "
+            "folder with manifest.json / manifest.csv"
+        )
+    if path.suffix.lower() in (".json", ".csv"):
+        return _manifest_cases(path)
+    raise InputError(f"{path}: give a data set folder or a .json/.csv manifest")
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read it as JSON ({exc})") from None
+
+
+def _quality(value: object, where: str) -> bool:
+    """``label_quality`` as "is low"."""
+    if value is None or value == "":
+        return False
+    text = str(value).strip().lower()
+    if text not in ("high", "low"):
+        raise InputError(f"{where}: label_quality must be 'high' or 'low', got {value!r}")
+    return text == "low"
+
+
+def _label_names(value: object, where: str) -> dict[int, str]:
+    """Label names from ``{"1": "liver"}``, nnU-Net's ``{"liver": 1}`` or ``1:liver;2:lesion``."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: label_names is not valid JSON ({exc})") from None
+        else:
+            pairs = [p.split(":", 1) for p in text.replace(",", ";").split(";") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise InputError(f"{where}: label_names must look like 1:liver;2:lesion")
+            value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: label_names must be a mapping")
+    names: dict[int, str] = {}
+    for key, item in value.items():
+        if str(key).strip().lstrip("-").isdigit():
+            number, name = int(key), str(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            number, name = item, str(key)
+        elif isinstance(item, list):
+            continue  # nnU-Net region labels (tuples of values): not single structures
+        else:
+            raise InputError(f"{where}: cannot read the label {key!r}: {item!r}")
+        if number > 0:
+            names[number] = name
+    return names
+
+
+def _nnunet_cases(folder: Path) -> list[CaseSource]:
+    description = _read_json(folder / "dataset.json")
+    if not isinstance(description, dict):
+        raise InputError(f"{folder / 'dataset.json'}: expected a JSON object")
+    where = str(folder / "dataset.json")
+    ending = str(description.get("file_ending", ".nii.gz"))
+    channel = _pet_channel(description.get("channel_names") or description.get("modality") or {})
+    names = _label_names(description.get("labels"), where)
+    tracer = str(description.get("tracer", "unknown"))
+    low = _quality(description.get("label_quality"), where)
+    labels_dir = folder / "labelsTr"
+    if not labels_dir.is_dir():
+        raise InputError(f"{folder}: no labelsTr folder")
+    cases = []
+    for label in sorted(labels_dir.glob(f"*{ending}")):
+        case_id = label.name[: -len(ending)]
+        image = folder / "imagesTr" / f"{case_id}_{channel:04d}{ending}"
+        if not image.is_file():
+            raise InputError(f"{label}: its image {image} is missing")
+        cases.append(CaseSource(folder.name, case_id, image, label, names, tracer, low))
+    return cases
+
+
+def _pet_channel(channels: object) -> int:
+    if isinstance(channels, dict):
+        for key, name in channels.items():
+            if str(name).strip().lower() in PET_CHANNEL_NAMES and str(key).isdigit():
+                return int(key)
+    return 0
+
+
+def _manifest_cases(path: Path) -> list[CaseSource]:
+    base = path.parent
+    defaults: dict[str, object] = {}
+    if path.suffix.lower() == ".csv":
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read it as CSV ({exc})") from None
+        name = path.stem if path.stem != "manifest" else base.name
+    else:
+        data = _read_json(path)
+        if isinstance(data, dict):
+            defaults = {k: data.get(k) for k in ("tracer", "label_names", "label_quality")}
+            rows = data.get("cases")
+            name = str(data.get("name") or (path.stem if path.stem != "manifest" else base.name))
+        else:
+            rows, name = data, (path.stem if path.stem != "manifest" else base.name)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise InputError(f"{path}: expected a list of cases with 'image' and 'label'")
+    cases = []
+    for number, row in enumerate(rows, start=1):
+        where = f"{path}, case {number}"
+        if not row.get("image") or not row.get("label"):
+            raise InputError(f"{where}: every case needs 'image' and 'label'")
+        image = (base / str(row["image"])).expanduser()
+        label = (base / str(row["label"])).expanduser()
+        for file in (image, label):
+            if not file.is_file():
+                raise InputError(f"{where}: {file} not found")
+        case_id = str(row.get("id") or _strip_nifti(image.name))
+        names = _label_names(row.get("label_names") or defaults.get("label_names"), where)
+        tracer = str(row.get("tracer") or defaults.get("tracer") or "unknown")
+        low = _quality(row.get("label_quality") or defaults.get("label_quality"), where)
+        cases.append(CaseSource(name, case_id, image, label, names, tracer, low))
+    return cases
+
+
+def _strip_nifti(name: str) -> str:
+    for ending in (".nii.gz", ".nii"):
+        if name.lower().endswith(ending):
+            return name[: -len(ending)]
+    return name
+
+
+# ====================================================================================== targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something to segment from a prompt: a label value, or one lesion component."""
+
+    kind: str  # "label" or "lesion"
+    label: int
+    name: str
+    component: int  # lesion component id in components.npy; 0 for label targets
+    voxels: int
+    anchors: tuple[tuple[int, int, int], ...]  # random voxels inside it (crop anchors)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "name": self.name,
+            "component": self.component,
+            "voxels": self.voxels,
+            "anchors": [list(a) for a in self.anchors],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Target:
+        return cls(
+            str(data["kind"]),
+            int(data["label"]),
+            str(data["name"]),
+            int(data["component"]),
+            int(data["voxels"]),
+            tuple(tuple(int(v) for v in a) for a in data["anchors"]),  # type: ignore[misc]
+        )
+
+
+def is_lesion_name(name: str, keywords: Sequence[str]) -> bool:
+    lowered = name.lower()
+    return any(k.lower() in lowered for k in keywords)
+
+
+def keep_target(voxels: int, voxel_ml: float, min_voxels: int, min_ml: float) -> bool:
+    """The tiny-target rule of the module docstring."""
+    return voxels >= min_voxels and voxels * voxel_ml >= min_ml
+
+
+def enumerate_targets(
+    labels: np.ndarray,
+    label_names: dict[int, str],
+    lesion_keywords: Sequence[str],
+    rng: np.random.Generator,
+) -> tuple[list[Target], np.ndarray | None]:
+    """Every target of a label map, unfiltered, and the lesion components (None if no lesions).
+
+    Lesion components are numbered 1.. across all lesion labels, in label order then scan order.
+    """
+    counts = np.bincount(labels.ravel())
+    present = [int(v) for v in np.nonzero(counts)[0] if v > 0]
+    boxes = ndimage.find_objects(labels)
+    targets: list[Target] = []
+    lesion_values = [v for v in present if is_lesion_name(label_names.get(v, ""), lesion_keywords)]
+    components = None
+    if lesion_values:
+        dtype = np.uint16
+        components = np.zeros(labels.shape, np.int32)
+        next_id = 1
+        for value in lesion_values:
+            box = boxes[value - 1]
+            numbered, count = ndimage.label(labels[box] == value, structure=CONNECTIVITY_26)
+            inside = numbered > 0
+            components[box][inside] = numbered[inside] + (next_id - 1)
+            sizes = np.bincount(numbered.ravel())
+            for index, sub in enumerate(ndimage.find_objects(numbered), start=1):
+                offset = np.array([s.start for s in box])
+                where = np.argwhere(numbered[sub] == index) + offset + [s.start for s in sub]
+                targets.append(
+                    Target(
+                        "lesion",
+                        value,
+                        label_names.get(value, f"label_{value}"),
+                        next_id + index - 1,
+                        int(sizes[index]),
+                        _anchors(where, rng),
+                    )
+                )
+            next_id += count
+        if next_id - 1 >= np.iinfo(dtype).max:
+            dtype = np.int32
+        components = components.astype(dtype)
+    for value in present:
+        if value in lesion_values:
+            continue
+        box = boxes[value - 1]
+        where = np.argwhere(labels[box] == value) + [s.start for s in box]
+        targets.append(
+            Target(
+                "label",
+                value,
+                label_names.get(value, f"label_{value}"),
+                0,
+                int(counts[value]),
+                _anchors(where, rng),
+            )
+        )
+    return targets, components
+
+
+def _anchors(voxels: np.ndarray, rng: np.random.Generator) -> tuple[tuple[int, int, int], ...]:
+    count = min(ANCHORS_PER_TARGET, len(voxels))
+    chosen = voxels[np.sort(rng.choice(len(voxels), size=count, replace=False))]
+    return tuple(tuple(int(v) for v in row) for row in chosen)  # type: ignore[misc]
+
+
+# ====================================================================================== cache
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("SEGANYPET_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "seganypet" / "train"
+
+
+def cache_key(
+    source: CaseSource, spacing_mm: Sequence[float], lesion_keywords: Sequence[str]
+) -> str:
+    """What a cache entry depends on: the sources' paths, mtimes and sizes, spacing, labels."""
+
+    def stat(path: Path) -> list:
+        info = path.stat()
+        return [_resolved(path), info.st_mtime_ns, info.st_size]
+
+    lesion_labels = sorted(
+        v for v, n in source.label_names.items() if is_lesion_name(n, lesion_keywords)
+    )
+    payload = {
+        "version": CACHE_FORMAT_VERSION,
+        "image": stat(source.image),
+        "label": stat(source.label),
+        "spacing_mm": [round(float(s), 6) for s in spacing_mm],
+        "label_names": {str(k): v for k, v in sorted(source.label_names.items())},
+        "lesion_labels": lesion_labels,
+        "lesion_keywords": sorted(k.lower() for k in lesion_keywords),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class CachedCase:
+    """A case in the cache: memory-mapped arrays at the network's spacing, and its targets."""
+
+    source: CaseSource
+    folder: Path
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    targets: list[Target]
+
+    @property
+    def voxel_ml(self) -> float:
+        return float(np.prod(self.spacing_mm)) / 1000.0
+
+    @property
+    def image(self) -> np.ndarray:
+        return _open_array(str(self.folder / "image.npy"))
+
+    @property
+    def labels(self) -> np.ndarray:
+        return _open_array(str(self.folder / "labels.npy"))
+
+    @property
+    def components(self) -> np.ndarray:
+        return _open_array(str(self.folder / "components.npy"))
+
+    def target_mask(self, target: Target, start: np.ndarray, size: Sequence[int]) -> np.ndarray:
+        """The target's voxels in the crop starting at ``start`` (bool, zero outside the image)."""
+        if target.kind == "lesion":
+            return extract_crop(self.components, start, size) == target.component
+        return extract_crop(self.labels, start, size) == target.label
+
+
+@functools.lru_cache(maxsize=OPEN_ARRAYS_MAX)
+def _open_array(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r")
+
+
+def entry_folder(cache_dir: Path, source: CaseSource, key: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source.case_id)[:48]
+    return cache_dir / f"{safe}-{key[:20]}"
+
+
+def build_cache_entry(
+    source: CaseSource,
+    spacing_mm: Sequence[float],
+    lesion_keywords: Sequence[str],
+    cache_dir: Path,
+) -> Path:
+    """Convert one case into the cache (if it is not there yet); returns its folder."""
+    key = cache_key(source, spacing_mm, lesion_keywords)
+    folder = entry_folder(cache_dir, source, key)
+    if (folder / "meta.json").is_file():
+        return folder
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    image, labels, affine = _resampled_case(source, spacing_mm)
+    rng = np.random.default_rng(int(key[:16], 16))
+    targets, components = enumerate_targets(labels, source.label_names, lesion_keywords, rng)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_dir))
+    try:
+        np.save(tmp / "image.npy", image)
+        np.save(tmp / "labels.npy", labels)
+        if components is not None:
+            np.save(tmp / "components.npy", components)
+        meta = {
+            "format": "seganypet.train.cache",
+            "version": CACHE_FORMAT_VERSION,
+            "key": key,
+            "dataset": source.dataset,
+            "case_id": source.case_id,
+            "image_source": str(source.image),
+            "label_source": str(source.label),
+            "tracer": source.tracer,
+            "shape": list(image.shape),
+            "spacing_mm": [float(s) for s in spacing_mm],
+            "affine": affine.tolist(),
+            "orientation": "RAS+",
+            "label_names": {str(k): v for k, v in source.label_names.items()},
+            "targets": [t.to_dict() for t in targets],
+        }
+        write_text_atomic(tmp / "meta.json", json.dumps(meta) + "\n")
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / "meta.json").is_file():  # not a concurrent builder's finished entry
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def open_cache_entry(
+    source: CaseSource, spacing_mm: Sequence[float], lesion_keywords: Sequence[str], cache_dir: Path
+) -> CachedCase:
+    """A built entry (see :func:`build_cache_entry`)."""
+    key = cache_key(source, spacing_mm, lesion_keywords)
+    folder = entry_folder(cache_dir, source, key)
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        raise InputError(f"{source.key}: not in the cache {cache_dir} (build it first)")
+    meta = _read_json(meta_path)
+    assert isinstance(meta, dict)
+    targets = [Target.from_dict(t) for t in meta["targets"]]
+    shape = tuple(int(s) for s in meta["shape"])
+    spacing = tuple(float(s) for s in meta["spacing_mm"])
+    return CachedCase(source, folder, shape, spacing, targets)  # type: ignore[arg-type]
+
+
+def _resampled_case(
+    source: CaseSource, spacing_mm: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image and labels in RAS+ at ``spacing_mm``; and the affine of that grid."""
+    image = read_nifti_image(source.image)
+    labels, label_affine = read_nifti_labels(source.label)
+    if labels.shape != image.shape or not np.allclose(
+        label_affine, image.affine, atol=GRID_TOLERANCE_MM
+    ):
+        raise InputError(
+            f"{source.label}: the label map's grid (shape {labels.shape}) differs from its image's "
+            f"{source.image} (shape {image.shape}); labels must lie on the image's exact grid"
+        )
+    view = image.canonical()
+    canonical_labels = view.from_input(labels)
+    step = np.asarray(spacing_mm, float) / np.asarray(view.image.spacing, float)
+    resampled_image = resample_linear(view.image.array, step)
+    resampled_labels = resample_nearest(canonical_labels, step)
+    if int(resampled_labels.max(initial=0)) < 256:
+        resampled_labels = resampled_labels.astype(np.uint8)
+    affine = view.image.affine @ np.diag([*step, 1.0])
+    return resampled_image.astype(np.float32), resampled_labels, affine
+
+
+def _sample_positions(length: int, step: float) -> np.ndarray:
+    count = int(np.floor((length - 1) / step + 1e-6)) + 1
+    return np.arange(count, dtype=np.float64) * step
+
+
+def resample_linear(volume: np.ndarray, step: Sequence[float]) -> np.ndarray:
+    """Trilinear samples at voxel coordinates ``j * step`` (separable, float32)."""
+    out = np.asarray(volume, dtype=np.float32)
+    for axis, s in enumerate(step):
+        positions = _sample_positions(out.shape[axis], float(s))
+        low = np.floor(positions).astype(np.int64)
+        high = np.minimum(low + 1, out.shape[axis] - 1)
+        weight_shape = [1, 1, 1]
+        weight_shape[axis] = -1
+        weight = (positions - low).astype(np.float32).reshape(weight_shape)
+        out = out.take(low, axis=axis) * (1 - weight) + out.take(high, axis=axis) * weight
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def resample_nearest(volume: np.ndarray, step: Sequence[float]) -> np.ndarray:
+    """Nearest-neighbour samples at voxel coordinates ``j * step`` (labels keep their values)."""
+    out = np.asarray(volume)
+    for axis, s in enumerate(step):
+        positions = _sample_positions(out.shape[axis], float(s))
+        index = np.minimum(np.floor(positions + 0.5).astype(np.int64), out.shape[axis] - 1)
+        out = out.take(index, axis=axis)
+    return np.ascontiguousarray(out)
+
+
+def prepare_cache(
+    sources: Sequence[CaseSource],
+    spacing_mm: Sequence[float],
+    lesion_keywords: Sequence[str],
+    cache_dir: Path,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier=None,
+    progress: bool = False,
+) -> list[CachedCase]:
+    """Build the missing entries (rank ``r`` builds every ``world_size``-th), then open them all."""
+    from tqdm import tqdm
+
+    mine = list(sources)[rank::world_size]
+    for source in tqdm(mine, desc="caching cases", unit="case", disable=not progress):
+        build_cache_entry(source, spacing_mm, lesion_keywords, cache_dir)
+    if barrier is not None:
+        barrier()
+    return [open_cache_entry(s, spacing_mm, lesion_keywords, cache_dir) for s in sources]
+
+
+# ====================================================================================== crops
+
+
+def extract_crop(volume: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """``volume[start : start + size]`` with zeros where it runs past the volume."""
+    out = np.zeros(tuple(size), dtype=volume.dtype)
+    source, dest = [], []
+    for axis in range(3):
+        lo = int(start[axis])
+        hi = lo + int(size[axis])
+        a, b = max(lo, 0), min(hi, volume.shape[axis])
+        if a >= b:
+            return out
+        source.append(slice(a, b))
+        dest.append(slice(a - lo, b - lo))
+    out[tuple(dest)] = volume[tuple(source)]
+    return out
+
+
+def crop_start(
+    anchor: Sequence[int], size: Sequence[int], offset_fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Where a crop around ``anchor`` begins: the anchor lands within ``size * offset_fraction``
+    voxels of the crop centre, uniformly per axis."""
+    size = np.asarray(size, dtype=np.int64)
+    limit = np.floor(size * offset_fraction).astype(np.int64)
+    offset = rng.integers(-limit, limit + 1)
+    return np.asarray(anchor, dtype=np.int64) - size // 2 + offset
+
+
+@dataclass
+class Sample:
+    """One training crop: normalised image, binary target, and where it came from."""
+
+    image: torch.Tensor  # (1, D, H, W) float32, normalised
+    target: torch.Tensor  # (1, D, H, W) float32 in {0, 1}
+    low_quality: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    case: int  # index into TargetCrops.cases
+    target: Target
+
+
+class TargetCrops:
+    """The kept targets of some cached cases, and crops around them."""
+
+    def __init__(
+        self,
+        cases: Sequence[CachedCase],
+        model_config: ModelConfig,
+        *,
+        min_target_voxels: int,
+        min_target_ml: float,
+        crop_offset_fraction: float,
+        augmentation: Augmentation | None = None,
+    ) -> None:
+        self.cases = list(cases)
+        self.model_config = model_config
+        self.crop_offset_fraction = crop_offset_fraction
+        self.augmentation = augmentation
+        self.targets = [
+            TargetRef(index, target)
+            for index, case in enumerate(self.cases)
+            for target in case.targets
+            if keep_target(target.voxels, case.voxel_ml, min_target_voxels, min_target_ml)
+        ]
+        self.skipped = sum(len(c.targets) for c in self.cases) - len(self.targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def fingerprint(self) -> str:
+        """Identifies the target list (a resumed run checks it is training on the same data)."""
+        digest = hashlib.sha256()
+        for ref in self.targets:
+            case = self.cases[ref.case]
+            digest.update(
+                f"{case.source.key}|{case.folder.name}|{ref.target.kind}|{ref.target.label}|"
+                f"{ref.target.component}\n".encode()
+            )
+        return digest.hexdigest()[:16]
+
+    def sample(self, index: int, rng: np.random.Generator, augment: bool = True) -> Sample:
+        """A crop around target ``index``; random placement (and augmentation) from ``rng``."""
+        ref = self.targets[index]
+        case = self.cases[ref.case]
+        size = self.model_config.input_size
+        anchor = ref.target.anchors[int(rng.integers(len(ref.target.anchors)))]
+        start = crop_start(anchor, size, self.crop_offset_fraction, rng)
+        raw = torch.from_numpy(extract_crop(case.image, start, size).astype(np.float32))
+        mask = torch.from_numpy(case.target_mask(ref.target, start, size))
+        if augment and self.augmentation is not None:
+            raw_aug, mask_aug = self.augmentation.spatial(raw, mask, rng)
+            if bool(mask_aug.any()):  # a rotation can push a small target out of the crop
+                raw, mask = raw_aug, mask_aug
+        image = normalise_crop(raw, self.model_config.normalisation)[0]
+        if augment and self.augmentation is not None:
+            image = self.augmentation.intensity(image, rng)
+        description = f"{case.source.key}:{ref.target.name}" + (
+            f"#{ref.target.component}" if ref.target.kind == "lesion" else ""
+        )
+        return Sample(
+            image=image.contiguous(),
+            target=mask.to(torch.float32)[None].contiguous(),
+            low_quality=case.source.low_quality,
+            description=description,
+        )
+
+
+def split_cases(
+    cases: Sequence[CachedCase], val_fraction: float, seed: int
+) -> tuple[list[CachedCase], list[CachedCase]]:
+    """Hold out ``val_fraction`` of the cases (at least one when there are two or more).
+
+    The split is a stable function of the case names and the seed: adding cases does not move
+    the others between the splits more than the new count requires.
+    """
+    if val_fraction <= 0 or len(cases) < 2:
+        return list(cases), []
+    count = min(len(cases) - 1, max(1, round(val_fraction * len(cases))))
+    order = sorted(
+        cases, key=lambda c: hashlib.sha256(f"{seed}:{c.source.key}".encode()).hexdigest()
+    )
+    held_out = {id(c) for c in order[:count]}
+    return [c for c in cases if id(c) not in held_out], [c for c in cases if id(c) in held_out]
+
+
+class TargetSampler:
+    """Disjoint target indices per rank and step, like ``DistributedSampler``, forever.
+
+    The sample at global position ``slot`` is ``permutation(epoch)[slot % count]`` with
+    ``epoch = slot // count``; step ``s`` on rank ``r`` takes the slots
+    ``(s * world_size + r) * batch_size + [0, batch_size)``. Everything is a pure function of the
+    step, so a resumed run draws exactly the samples the uninterrupted run would have.
+    """
+
+    def __init__(self, count: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if count < 1:
+            raise InputError("no training targets left (all cases held out or all too small)")
+        self.count = count
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self._epoch = -1
+        self._permutation = np.arange(count)
+
+    def slots(self, step: int) -> list[int]:
+        first = (step * self.world_size + self.rank) * self.batch_size
+        return list(range(first, first + self.batch_size))
+
+    def index(self, slot: int) -> int:
+        epoch = slot // self.count
+        if epoch != self._epoch:
+            self._permutation = np.random.default_rng([self.seed, 7, epoch]).permutation(self.count)
+            self._epoch = epoch
+        return int(self._permutation[slot % self.count])
+
+    def samples_seen(self, step: int) -> int:
+        return step * self.world_size * self.batch_size
+
+
+__all__ = [
+    "CachedCase",
+    "CaseSource",
+    "Sample",
+    "Target",
+    "TargetCrops",
+    "TargetSampler",
+    "build_cache_entry",
+    "cache_key",
+    "default_cache_dir",
+    "enumerate_targets",
+    "extract_crop",
+    "find_cases",
+    "keep_target",
+    "open_cache_entry",
+    "prepare_cache",
+    "resample_linear",
+    "resample_nearest",
+    "split_cases",
+]

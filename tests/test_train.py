@@ -1,0 +1,581 @@
+"""Training: data cache, targets, crops, the simulated user, the loop, resume, DDP, CPCL, CLI.
+
+Everything runs a tiny network (32³ crops at 4 mm, ~0.2 M parameters, registered as the preset
+``test_tiny`` for the test) on hand-made blob phantoms, one torch thread per process (two threads
+on two shared cores stall each other), so the whole file takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from seganypet.errors import InputError
+from seganypet.model.checkpoint import load_model
+from seganypet.model.presets import PRESETS, ArchSpec
+from seganypet.train.augment import Augmentation
+from seganypet.train.clicks import Prompts, click_rounds, corrective_click, jittered_box
+from seganypet.train.command import add_train_parser
+from seganypet.train.config import TrainConfig, from_dict, resolve_config
+from seganypet.train.data import (
+    TargetCrops,
+    TargetSampler,
+    enumerate_targets,
+    extract_crop,
+    find_cases,
+    keep_target,
+    prepare_cache,
+)
+from seganypet.train.loop import Trainer, lr_factor, read_checkpoint, train, weights_digest
+from seganypet.train.objective import rectify_targets
+
+TINY_PRESET = "test_tiny"
+TINY_ARCH = dict(
+    img_size=32,
+    patch_size=8,
+    encoder_dim=48,
+    encoder_depth=2,
+    encoder_heads=2,
+    window_size=2,
+    global_attn_indexes=(1,),
+    prompt_dim=48,
+    mask_in_chans=8,
+    decoder_depth=1,
+    decoder_heads=4,
+    decoder_mlp_dim=96,
+    iou_head_depth=2,
+    iou_head_hidden_dim=32,
+    spacing_mm=4.0,
+)
+SHAPE = (40, 40, 40)
+SPACING = 4.0
+
+
+@pytest.fixture(autouse=True)
+def tiny_preset(monkeypatch):
+    monkeypatch.setitem(PRESETS, TINY_PRESET, ArchSpec(**TINY_ARCH))
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _sphere(centre, radius, shape=SHAPE) -> np.ndarray:
+    grid = np.indices(shape).transpose(1, 2, 3, 0)
+    return ((grid - np.asarray(centre)) ** 2).sum(-1) <= radius**2
+
+
+def _write_blobs(folder: Path, cases: int = 3, seed: int = 0, quality: str | None = None) -> Path:
+    """An nnU-Net v2 raw data set: a bright 'liver' sphere, two hot lesions and a 1-voxel speck.
+
+    Case 1 is stored on an LPS-like grid (x and y flipped) to exercise the RAS+ reorientation.
+    """
+    rng = np.random.default_rng(seed)
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir(parents=True)
+    for index in range(cases):
+        labels = np.zeros(SHAPE, np.uint8)
+        labels[_sphere(rng.integers(14, 26, size=3), 6)] = 1
+        labels[_sphere((8, 8, 30), 2)] = 2
+        labels[_sphere((31, 9, 9), 2)] = 2
+        labels[1, 1, 1] = 2
+        image = rng.normal(1.0, 0.1, SHAPE).astype(np.float32)
+        image[labels == 1] += 3.0
+        image[labels == 2] += 8.0
+        affine = np.diag([SPACING, SPACING, SPACING, 1.0])
+        if index == 1:
+            affine = np.diag([-SPACING, -SPACING, SPACING, 1.0])
+            affine[:3, 3] = [SPACING * (SHAPE[0] - 1), SPACING * (SHAPE[1] - 1), 0.0]
+        name = f"case_{index:03d}"
+        nib.save(nib.Nifti1Image(image, affine), folder / "imagesTr" / f"{name}_0000.nii.gz")
+        nib.save(nib.Nifti1Image(labels, affine), folder / "labelsTr" / f"{name}.nii.gz")
+    description = {
+        "channel_names": {"0": "PET"},
+        "labels": {"background": 0, "liver": 1, "lesion": 2},
+        "numTraining": cases,
+        "file_ending": ".nii.gz",
+        "tracer": "FDG",
+    }
+    if quality:
+        description["label_quality"] = quality
+    (folder / "dataset.json").write_text(json.dumps(description))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def blob_data(tmp_path_factory) -> Path:
+    return _write_blobs(tmp_path_factory.mktemp("blobs") / "blobs")
+
+
+def _config(tmp_path: Path, data: Path, **changes) -> TrainConfig:
+    settings = dict(
+        data=(str(data),),
+        out=str(tmp_path / "run"),
+        preset=TINY_PRESET,
+        cache_dir=str(tmp_path / "cache"),
+        steps=4,
+        batch_size=2,
+        click_rounds=3,
+        warmup_steps=1,
+        val_every=2,
+        val_samples=2,
+        val_clicks=2,
+        num_threads=1,
+        progress=False,
+        precision="fp32",
+    )
+    settings.update(changes)
+    return from_dict(settings)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ====================================================================================== data
+
+
+def test_cache_is_built_once_reused_and_invalidated(tmp_path, blob_data, monkeypatch):
+    sources = find_cases([str(blob_data)])
+    assert [s.case_id for s in sources] == ["case_000", "case_001", "case_002"]
+    assert sources[0].label_names == {1: "liver", 2: "lesion"} and sources[0].tracer == "FDG"
+    cache = tmp_path / "cache"
+    cases = prepare_cache(sources, (SPACING,) * 3, ("lesion",), cache)
+    folders = sorted(p.name for p in cache.iterdir())
+    assert len(folders) == 3
+    for case in cases:
+        assert {p.name for p in case.folder.iterdir()} == {
+            "image.npy",
+            "labels.npy",
+            "components.npy",
+            "meta.json",
+        }
+        assert isinstance(case.image, np.memmap) and case.image.dtype == np.float32
+
+    # The flipped case is cached in RAS+ order: the same arrays as the unflipped source, flipped.
+    flipped = cases[1]
+    image = nib.load(sources[1].image).get_fdata(dtype=np.float32)
+    np.testing.assert_array_equal(flipped.image, image[::-1, ::-1, :])
+    labels = np.asarray(nib.load(sources[1].label).dataobj)
+    np.testing.assert_array_equal(flipped.labels, labels[::-1, ::-1, :])
+
+    # Reused: nothing is read again.
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("rebuilt a cached case")
+
+    monkeypatch.setattr("seganypet.train.data._resampled_case", no_rebuild)
+    prepare_cache(sources, (SPACING,) * 3, ("lesion",), cache)
+    monkeypatch.undo()
+
+    # Another spacing, or a touched source, is a new entry.
+    coarse = prepare_cache(sources[:1], (8.0,) * 3, ("lesion",), cache)
+    assert coarse[0].shape == (20, 20, 20)
+    stamp = sources[2].label.stat().st_mtime_ns + 10**9
+    os.utime(sources[2].label, ns=(stamp, stamp))
+    prepare_cache(sources[2:], (SPACING,) * 3, ("lesion",), cache)
+    assert len(list(cache.iterdir())) == 5
+
+
+def test_manifests_csv_and_json(tmp_path, blob_data):
+    rows = "image,label,label_names,label_quality\n" + "".join(
+        f"{blob_data}/imagesTr/case_00{i}_0000.nii.gz,{blob_data}/labelsTr/case_00{i}.nii.gz,"
+        "1:liver;2:lesion,low\n"
+        for i in range(2)
+    )
+    (tmp_path / "cases.csv").write_text(rows)
+    cases = find_cases([str(tmp_path / "cases.csv")])
+    assert [c.case_id for c in cases] == ["case_000_0000", "case_001_0000"]
+    assert cases[0].label_names == {1: "liver", 2: "lesion"} and cases[0].low_quality
+    manifest = {
+        "name": "mine",
+        "tracer": "PSMA",
+        "label_names": {"liver": 1, "lesion": 2},
+        "cases": [
+            {
+                "image": f"{blob_data}/imagesTr/case_002_0000.nii.gz",
+                "label": str(blob_data / "labelsTr" / "case_002.nii.gz"),
+                "id": "p1",
+            }
+        ],
+    }
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    both = find_cases(f"{tmp_path / 'm.json'},{tmp_path / 'cases.csv'}")
+    assert [c.key for c in both] == ["mine/p1", "cases/case_000_0000", "cases/case_001_0000"]
+    assert both[0].tracer == "PSMA" and not both[0].low_quality
+    with pytest.raises(InputError, match="not found"):
+        find_cases([str(tmp_path / "missing")])
+
+
+def test_targets_are_labels_and_26_connected_lesion_components():
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:12, 2:12, 2:12] = 1  # an organ: one target however it is shaped
+    labels[15, 15, 15] = labels[16, 16, 16] = 2  # diagonal neighbours: one lesion (26-conn.)
+    labels[15:18, 2:5, 2:5] = 2  # a second lesion
+    labels[2:4, 17:19, 17:19] = 3  # a third label value, not a lesion
+    targets, components = enumerate_targets(
+        labels, {1: "liver", 2: "Lesion", 3: "spleen"}, ("lesion",), np.random.default_rng(0)
+    )
+    kinds = sorted((t.kind, t.label, t.voxels) for t in targets)
+    assert kinds == [("label", 1, 1000), ("label", 3, 8), ("lesion", 2, 2), ("lesion", 2, 27)]
+    for target in targets:
+        mask = (
+            (components == target.component)
+            if target.kind == "lesion"
+            else (labels == target.label)
+        )
+        assert all(mask[a] for a in target.anchors)
+    assert components.max() == 2
+    # The size rule: >= 10 voxels and >= 0.1 ml at the cache spacing.
+    assert not keep_target(8, 0.064, 10, 0.1) and keep_target(27, 0.064, 10, 0.1)
+    assert not keep_target(27, 0.0034, 10, 0.1) and keep_target(30, 0.0034, 10, 0.1)
+
+
+def test_crops_place_the_target_off_centre_with_zero_padding(tmp_path, blob_data):
+    sources = find_cases([str(blob_data)])
+    cases = prepare_cache(sources, (SPACING,) * 3, ("lesion",), tmp_path / "cache")
+    crops = TargetCrops(
+        cases,
+        _model_config(),
+        min_target_voxels=10,
+        min_target_ml=0.1,
+        crop_offset_fraction=0.25,
+    )
+    assert crops.skipped == 3  # the specks
+    assert len(crops) == 9  # a liver and two lesions per case
+    lesion = next(i for i, r in enumerate(crops.targets) if r.target.kind == "lesion")
+    centres = []
+    for seed in range(12):
+        sample = crops.sample(lesion, np.random.default_rng(seed), augment=False)
+        assert sample.image.shape == sample.target.shape == (1, 32, 32, 32)
+        centres.append(np.argwhere(sample.target[0].numpy()).mean(0))
+        inside = sample.target.bool()
+        assert float(sample.image[inside].mean()) > float(sample.image[~inside].mean()) + 1
+    spread = np.ptp(np.asarray(centres), axis=0)
+    assert np.all(spread > 4)  # the lesion lands at varying places in the crop
+    # Past the image's edge a crop is zero.
+    corner = extract_crop(cases[0].image, (-16, -16, -16), (32, 32, 32))
+    assert not corner[:16].any() and not corner[:, :16].any()
+    np.testing.assert_array_equal(corner[16:, 16:, 16:], cases[0].image[:16, :16, :16])
+
+
+def _model_config():
+    from seganypet.model.presets import default_config
+
+    return default_config(TINY_PRESET)
+
+
+def test_augmentation_keeps_image_and_mask_aligned():
+    image = torch.zeros(32, 32, 32)
+    mask = torch.from_numpy(_sphere((12, 16, 20), 5, (32, 32, 32)))
+    image[mask] = 5.0
+    augmentation = Augmentation(
+        flip_probability=0.5, geometric_probability=1.0, rotation_degrees=15, zoom_range=(0.8, 1.2)
+    )
+    for seed in range(4):
+        out_image, out_mask = augmentation.spatial(image, mask, np.random.default_rng(seed))
+        assert out_mask.dtype == torch.bool and 300 < int(out_mask.sum()) < 1000
+        assert float(out_image[out_mask].mean()) > 4.0
+        assert float(out_image[~out_mask].mean()) < 0.2
+
+
+def test_sampler_gives_each_rank_disjoint_targets():
+    ranks = [TargetSampler(10, batch_size=2, seed=3, rank=r, world_size=2) for r in range(2)]
+    for step in range(2):
+        seen = [ranks[r].index(s) for r in range(2) for s in ranks[r].slots(step)]
+        assert len(set(seen)) == 4
+    epoch = [ranks[r].index(s) for step in range(3) for r in range(2) for s in ranks[r].slots(step)]
+    assert sorted(epoch[:10]) == list(range(10))  # every target once per epoch
+
+
+# ====================================================================================== clicks
+
+
+def test_corrective_clicks_are_positive_in_misses_and_negative_in_leaks():
+    target = _sphere((16, 16, 16), 8, (32, 32, 32))
+    prediction = _sphere(
+        (16, 16, 22), 8, (32, 32, 32)
+    )  # shifted: misses one side, leaks on the other
+    rng = np.random.default_rng(0)
+    signs = set()
+    for probability in (0.0, 1.0):
+        for _ in range(20):
+            click = corrective_click(prediction, target, rng, probability)
+            voxel = tuple(int(round(v)) for v in click.voxel)
+            if click.positive:
+                assert target[voxel] and not prediction[voxel]
+            else:
+                assert prediction[voxel] and not target[voxel]
+            signs.add(click.positive)
+    assert signs == {True, False}
+    assert corrective_click(target, target, rng, 0.5) is None
+
+
+def test_click_rounds_feed_back_logits_and_click_from_the_current_error():
+    size = (16, 16, 16)
+    target = _sphere((8, 8, 8), 4, size)[None]
+    leak = _sphere((8, 8, 12), 4, size)
+    calls = []
+
+    def decode(embedding, points, labels, boxes=None, mask_logits=None):
+        calls.append((points, labels, mask_logits))
+        # Round 1 misses part of the target and leaks; later rounds are perfect.
+        mask = leak if len(calls) == 1 else target[0]
+        logits = torch.from_numpy(np.where(mask, 5.0, -5.0).astype(np.float32))
+        low = torch.nn.functional.avg_pool3d(logits[None, None], 2)
+        return low, torch.zeros(1, 1)
+
+    prompts = Prompts.empty(1)
+    prompts.add(0, (8, 8, 8), True)
+    rounds = list(
+        click_rounds(
+            decode,
+            None,
+            prompts,
+            target,
+            3,
+            lambda p, t, i: corrective_click(p, t, np.random.default_rng(i), 1.0),
+            input_size=size,
+            device=torch.device("cpu"),
+        )
+    )
+    assert len(rounds) == 3 and rounds[0].logits.shape == (1, 1, 16, 16, 16)
+    assert calls[0][2] is None and torch.equal(calls[1][2], rounds[0].low_res_logits)
+    assert calls[1][0].shape == (1, 2, 3)  # a corrective click was added after round 1
+    voxel = tuple(int(v) for v in calls[1][0][0, 1].tolist())
+    positive = bool(calls[1][1][0, 1] == 1)
+    round_one = rounds[0].logits[0, 0].numpy() > 0
+    assert (target[0][voxel] and not round_one[voxel]) if positive else round_one[voxel]
+    box = jittered_box(target[0], np.random.default_rng(0), 0.1)
+    assert np.all(box[0] <= box[1]) and np.all(box >= 0) and np.all(box <= 15)
+
+
+def test_cpcl_trusts_agreeing_prompts_and_keeps_the_label_where_they_disagree():
+    label = torch.zeros(1, 1, 8, 8, 8)
+    label[..., 2:6, 2:6, 2:6] = 1.0
+    passes = iter(range(10))
+
+    def decode(embedding, points, labels, boxes=None, mask_logits=None):
+        k = next(passes)
+        logits = torch.full((1, 1, 4, 4, 4), -6.0)
+        logits[..., 1:3, 1:3, 1:3] = 6.0  # all passes agree on the label's core...
+        logits[..., 0, 0, 0] = 6.0 if k % 2 else -6.0  # ...and disagree on one corner block
+        logits[..., 3, 3, 3] = 6.0  # all agree on a block the label lacks
+        return logits, torch.zeros(1, 1)
+
+    result = rectify_targets(
+        decode,
+        None,
+        label,
+        [np.random.default_rng(0)],
+        passes=2,
+        max_clicks=2,
+        variance_threshold=0.01,
+        input_size=(8, 8, 8),
+    )
+    rectified = result.targets[0, 0]
+    assert float(rectified[7, 7, 7]) > 0.9  # confident prediction overrules the missing label
+    assert float(rectified[0, 0, 0]) == 0.0  # the prompts disagree: the label (0) stays
+    assert float(rectified[3, 3, 3]) > 0.9
+    assert 0 < result.changed_fraction < 0.1
+
+
+# ====================================================================================== loop
+
+
+def test_training_lowers_the_loss_on_a_learnable_blob(tmp_path, blob_data):
+    config = _config(
+        tmp_path,
+        blob_data,
+        steps=40,
+        learning_rate=2e-3,
+        warmup_steps=2,
+        val_every=0,
+        box_probability=0.0,
+        geometric_probability=0.0,
+        flip_probability=0.0,
+    )
+    trainer = Trainer(config)
+    samples, plan = trainer.step_plan(0)
+
+    def fixed_loss() -> float:
+        _, fresh_plan = trainer.step_plan(0)
+        with torch.no_grad():
+            loss, _ = trainer.model(*trainer._tensors(samples), fresh_plan)
+        return float(loss)
+
+    before = fixed_loss()
+    for _ in range(30):
+        trainer.train_step()
+    after = fixed_loss()
+    trainer.close()
+    assert after < 0.8 * before, (before, after)
+
+
+def test_resume_continues_exactly(tmp_path, blob_data):
+    common = dict(steps=6, val_every=2, precision="bf16", box_probability=0.5)
+    straight = train(_config(tmp_path / "a", blob_data, **common))
+    digest_straight = weights_digest(load_model(straight.run_dir / "model.safetensors"))
+
+    first = train(_config(tmp_path / "b", blob_data, stop_at_step=3, **common))
+    assert first.step == 3
+    checkpoint = read_checkpoint(first.run_dir / "last.pt")
+    assert checkpoint["step"] == 3 and checkpoint["data"]["samples_seen"] == 6
+    assert set(checkpoint["rng"]) == {"python", "numpy", "torch", "cuda"}
+    with pytest.raises(InputError, match="--resume"):
+        train(_config(tmp_path / "b", blob_data, **common))
+    resumed = train(_config(tmp_path / "b", blob_data, **common), resume=True)
+    assert resumed.step == 6
+    digest_resumed = weights_digest(load_model(resumed.run_dir / "model.safetensors"))
+    assert digest_resumed == digest_straight
+
+    log = _read_csv(resumed.run_dir / "log.csv")
+    assert [int(r["step"]) for r in log] == [1, 2, 3, 4, 5, 6]
+    assert all(float(r["loss"]) > 0 and float(r["lr"]) > 0 for r in log)
+    # every 2 steps, and at the end of each run (the first stopped at 3)
+    assert [int(r["step"]) for r in _read_csv(resumed.run_dir / "val.csv")] == [2, 3, 4, 6]
+    stored = json.loads((resumed.run_dir / "config.json").read_text())
+    assert stored["steps"] == 6 and stored["preset"] == TINY_PRESET
+
+
+def test_lr_schedule_warms_up_then_decays():
+    factors = [lr_factor(s, 10, 100, 0.05) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+    assert factors[-1] == pytest.approx(0.05, abs=0.01)
+
+
+def test_cpcl_run_logs_its_rectification(tmp_path):
+    noisy = _write_blobs(tmp_path / "noisy", cases=2, seed=5, quality="low")
+    config = _config(tmp_path, noisy, steps=2, cpcl=True, val_every=0, cpcl_passes=2)
+    summary = train(config)
+    assert summary.step == 2
+    log = _read_csv(summary.run_dir / "log.csv")
+    assert all(0 <= float(r["cpcl_confident_fraction"]) <= 1 for r in log)
+    assert all(r["cpcl_changed_fraction"] != "" for r in log)
+
+
+def test_ddp_two_processes_keep_identical_weights(tmp_path, blob_data):
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            from seganypet.model.presets import PRESETS, ArchSpec
+            PRESETS[{TINY_PRESET!r}] = ArchSpec(**{TINY_ARCH!r})
+            from seganypet.train.command import main
+            sys.exit(main())
+            """
+        )
+    )
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(launcher),
+        "--data",
+        str(blob_data),
+        "--out",
+        str(run),
+        "--preset",
+        TINY_PRESET,
+        "--steps",
+        "3",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--threads",
+        "1",
+        "--no-progress",
+        "--set",
+        "click_rounds=2",
+        "--set",
+        "val_every=0",
+        "--set",
+        "precision=fp32",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = json.loads((run / "ranks.json").read_text())
+    assert ranks["world_size"] == 2 and ranks["step"] == 3
+    assert len(set(ranks["weight_sha256"])) == 1
+    assert ranks["weight_sha256"][0] == weights_digest(load_model(run / "model.safetensors"))
+    assert [int(r["step"]) for r in _read_csv(run / "log.csv")] == [1, 2, 3]  # one writer
+    assert done.stdout.count("model:") == 1
+
+
+# ====================================================================================== CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seganypet")
+    add_train_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_cli_train_with_config_file_and_overrides(tmp_path, blob_data, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"preset: {TINY_PRESET}\nsteps: 50\nbatch_size: 1\nclick_rounds: 2\nval_every: 0\n"
+        f"num_threads: 1\nprecision: fp32\ncache_dir: {tmp_path / 'cache'}\n"
+    )
+    out = tmp_path / "run"
+    args = _parser().parse_args(
+        [
+            "train",
+            "--data",
+            str(blob_data),
+            "--out",
+            str(out),
+            "--config",
+            str(recipe),
+            "--steps",
+            "2",
+            "--no-progress",
+            "--set",
+            "learning_rate=0.001",
+        ]
+    )
+    args.func(args)
+    assert "step 2" in capsys.readouterr().out
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["steps"] == 2 and stored["batch_size"] == 1 and stored["learning_rate"] == 0.001
+    assert load_model(out / "model.safetensors").config.preset == TINY_PRESET
+
+    # --resume takes the stored config; a longer --steps extends the run.
+    args = _parser().parse_args(["train", "--out", str(out), "--resume", "--steps", "3"])
+    args.func(args)
+    assert read_checkpoint(out / "last.pt")["step"] == 3
+
+    bad = _parser().parse_args(["train", "--out", str(tmp_path / "x"), "--data", str(tmp_path)])
+    with pytest.raises(InputError, match="nnU-Net"):
+        bad.func(bad)
+    bad = _parser().parse_args(["train", "--out", str(tmp_path / "x"), "--set", "click_round=3"])
+    with pytest.raises(InputError, match="click_rounds"):
+        bad.func(bad)
+
+
+def test_config_resolution_order(tmp_path):
+    recipe = tmp_path / "c.json"
+    recipe.write_text(json.dumps({"steps": 10, "batch_size": 3, "zoom_range": [0.8, 1.2]}))
+    config = resolve_config(
+        {"steps": 20, "data": "a,b"}, recipe, stored={"steps": 5, "seed": 7, "batch_size": 1}
+    )
+    assert (config.steps, config.batch_size, config.seed) == (20, 3, 7)
+    assert config.data == ("a", "b") and config.zoom_range == (0.8, 1.2)
+    with pytest.raises(InputError, match="box_probability"):
+        from_dict({"box_probability": 2})
