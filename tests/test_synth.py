@@ -92,7 +92,8 @@ def test_organ_means_inside_literature_ranges_after_noise(phantoms):
             assert 2.0 <= median <= 4.0, f"seed {seed}: {name} median SUV {median:.2f}"
         myocardium = _interior(phantom.labels == LABELS["myocardium"], image.spacing, depth_mm=2.0)
         if myocardium.sum() >= 5:
-            assert 1.0 <= float(image.array[myocardium].mean()) <= 10.0
+            mean = float(image.array[myocardium].mean())
+            assert 1.0 <= mean <= 10.0, f"seed {seed}: myocardium mean SUV {mean:.2f}"
         for name, value in phantom.parameters["uptake_suv"].items():
             if name in SUV_RANGES:
                 low, high = SUV_RANGES[name]
@@ -242,5 +243,5 @@ def test_figure_beside_real_whole_body_scan(tmp_path):
     real = read_pet_series(real_dir, 2.42903e-4)
     assert real.shape == (128, 128, 267)
     assert 5.0 < float(real.array.max()) < 100.0
-    png = compare_mip(tmp_path / "compare.png", real_dir, seed=7)
+    png = compare_mip(tmp_path / "compare.png", real_dir)
     assert png.is_file() and png.stat().st_size > 10_000

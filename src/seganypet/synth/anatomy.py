@@ -98,21 +98,19 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 def sample_uptake(rng: np.random.Generator) -> dict[str, float]:
     """Mean SUV of every structure for one case, inside the literature ranges of the label table.
 
-    Draws keep 10% of each range's width away from its ends, so that noise and partial-volume
-    effects leave measured means inside the ranges.
+    Draws stay in the central 60% of each range, so that noise, partial volume and spill-over
+    from hot neighbours leave the measured means inside the ranges.
     """
     suv = {
-        name: _uniform(rng, *SUV_RANGES[name], margin=0.1)
+        name: _uniform(rng, *SUV_RANGES[name], margin=0.2)
         for name in SUV_RANGES
         if name != "lesion"
     }
-    for kidney in ("kidney_right", "kidney_left"):
-        suv[kidney] = _uniform(rng, *SUV_RANGES[kidney], margin=0.2)
     suv["brain"] = _uniform(rng, 6.0, 12.0, margin=0.15)
     suv["bladder"] = _log_uniform(rng, 6.0, 45.0)
     # After fasting the myocardium is often near background; otherwise anywhere up to very hot.
     suv["myocardium"] = (
-        _uniform(rng, 1.2, 2.5) if rng.random() < 0.35 else _log_uniform(rng, 2.5, 9.5)
+        _uniform(rng, 1.4, 2.5) if rng.random() < 0.35 else _log_uniform(rng, 2.5, 9.5)
     )
     suv["collecting_system"] = _log_uniform(rng, *COLLECTING_SYSTEM_SUV)
     suv["ureters"] = float(np.clip(suv["collecting_system"] * _uniform(rng, 0.3, 0.9), 2.0, 40.0))
@@ -261,7 +259,7 @@ class AnatomyPainter:
                 lean = np.array([40.0, 40.0, 38.0, 33.0, 30.0])
                 radii = lean * p.lateral_scale**0.5 + arm_fat
                 shoulder_x = shoulder_a - 30.0
-                spread = p.arm_gap_mm + 25.0  # how far the arms lean out as they rise
+                spread = 2.5 * p.arm_gap_mm + 45.0  # how far the arms lean out as they rise
                 points = [
                     [shoulder_x, -15.0, 1405.0 * hs],
                     [shoulder_x + 0.3 * spread, -25.0, 1405.0 * hs + 110.0],
@@ -481,7 +479,7 @@ class AnatomyPainter:
         interior = (r_brain < 0.88) | in_cerebellum
         pattern *= self.suv["brain"] / float(pattern[interior].mean())
         canvas.fill(box, mask, LABELS["brain"], pattern, within=(BONE, MUSCLE, FAT))
-        stem = tube(np.array([hd(0.0, -18.0, 1632.0), hd(0.0, -25.0, 1568.0)]), 11.0 * scale)
+        stem = tube(np.array([hd(0.0, -18.0, 1635.0), hd(0.0, -24.0, 1592.0)]), 10.0 * scale)
         canvas.paint_all(stem, LABELS["brain"], 0.5 * self.suv["brain"], within=BODY_WALL + (BONE,))
 
     def diaphragm_height(self, grid: OpenGrid) -> np.ndarray:
@@ -655,17 +653,22 @@ class AnatomyPainter:
         liver_size = self.organ_size("liver")
         liver = [
             Superquadric(
-                t(64.0, 0.0, 1165.0, 5.0),
-                np.array([76.0, 74.0, 64.0]) * liver_size,
+                t(60.0, 0.0, 1152.0, 5.0),
+                np.array([76.0, 70.0, 78.0]) * liver_size,
                 rotation(about_y_deg=-12.0),
             ),
             Superquadric(
-                t(-15.0, 36.0, 1182.0, 5.0),
-                np.array([55.0, 32.0, 28.0]) * liver_size,
+                t(-15.0, 34.0, 1180.0, 5.0),
+                np.array([60.0, 34.0, 30.0]) * liver_size,
                 rotation(about_z_deg=-15.0),
             ),
         ]
-        self._paint_below_diaphragm(liver, LABELS["liver"], suv["liver"])
+        # The inferior border runs obliquely, low on the right and rising to the left lobe.
+        lower_border = (
+            t(20.0, 0.0, 1112.0),
+            np.array([-0.45, 0.1, -1.0]) + self.rng.normal(0.0, 0.08, 3),
+        )
+        self._paint_below_diaphragm(liver, LABELS["liver"], suv["liver"], cut=lower_border)
         spleen = Superquadric(
             t(-92.0, -48.0, 1170.0, 5.0),
             np.array([28.0, 52.0, 48.0]) * self.organ_size("spleen"),
@@ -696,13 +699,23 @@ class AnatomyPainter:
         self.landmarks["mesenteric"] = t(0.0, 35.0, 1040.0)
         self.landmarks["retrocrural"] = t(-15.0, -55.0, 1150.0)
 
-    def _paint_below_diaphragm(self, shapes: list, label: int, value: float) -> None:
+    def _paint_below_diaphragm(
+        self,
+        shapes: list,
+        label: int,
+        value: float,
+        cut: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Paint ``shapes`` below the diaphragm; ``cut`` = (point, normal) keeps the side behind it."""
         for shape in shapes:
             found = self.canvas.region(shape)
             if found is None:
                 continue
             box, grid = found
             mask = shape.inside(grid) & (grid[2] < self.diaphragm_height(grid))
+            if cut is not None:
+                point, normal = cut
+                mask &= sum((g - c) * n for g, c, n in zip(grid, point, normal, strict=True)) <= 0.0
             self.canvas.fill(
                 box, mask, label, value, keep=(0, LABELS["lungs"], LABELS["myocardium"])
             )
@@ -740,20 +753,28 @@ class AnatomyPainter:
                 82.0 * self.plan.height_scale,
             ]
         )
-        for _ in range(6):
+        for _ in range(10):
             loop = self._random_loop(region_center, region_semi, 30)
             curves.append((loop, np.full(len(loop), _uniform(rng, 9.0, 12.0))))
-        mean = suv["bowel"]
-        for points, radii in curves:
+        levels = []
+        for points, _ in curves:
             walk = ndimage.gaussian_filter1d(rng.standard_normal(len(points)), 2.0, mode="nearest")
             walk /= walk.std() + 1e-6
-            levels = mean * np.exp(0.3 * walk - 0.045)
-            levels[walk > 1.5] *= _uniform(rng, 1.2, 1.8)
-            levels *= mean / levels.mean()
-            for capsule, level in zip(tube(points, radii), levels[:-1], strict=True):
+            curve_levels = np.exp(0.3 * walk + rng.normal(0.0, 0.2))
+            curve_levels[walk > 1.5] *= _uniform(rng, 1.2, 1.8)
+            levels.append(curve_levels)
+        for (points, radii), curve_levels in zip(curves, levels, strict=True):
+            for capsule, level in zip(tube(points, radii), curve_levels[:-1], strict=True):
                 canvas.paint(
                     capsule, LABELS["bowel"], float(level), within=(VISCERAL_FAT, LABELS["bowel"])
                 )
+        # Rescale so that the bowel's volume-weighted mean is the drawn one.
+        box = canvas.box(*cavity.bounds())
+        if box is not None:
+            bowel = canvas.labels[box] == LABELS["bowel"]
+            if bowel.any():
+                activity = canvas.activity[box]
+                activity[bowel] *= suv["bowel"] / float(activity[bowel].mean())
 
     def _random_loop(self, center: np.ndarray, semi: np.ndarray, n: int) -> np.ndarray:
         rng = self.rng

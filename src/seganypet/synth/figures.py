@@ -119,7 +119,7 @@ def read_pet_series(folder: str | os.PathLike, suv_factor: float) -> PetImage:
 def compare_mip(
     output: str | os.PathLike,
     real_dir: str | os.PathLike = STS001_DIR,
-    seed: int = 7,
+    seed: int = 2,
     window: tuple[float, float] = DEFAULT_WINDOW,
     phantom_config=None,
 ) -> Path:
@@ -154,7 +154,7 @@ def compare_mip(
     for ax in axes:
         ax.set_ylim(tallest, 0.0)  # same millimetre scale, heads aligned at the top
     fig.suptitle(f"Coronal MIP, SUV {window[0]:g}-{window[1]:g}, inverted grey", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.96))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=110)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--real", default=str(STS001_DIR), help="folder of the real STS_001 DICOM PET series"
     )
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=2)
     args = parser.parse_args(argv)
     print(compare_mip(args.output, args.real, args.seed))
 

@@ -4,7 +4,9 @@ The chain: blur the fine activity with the system PSF (plus the native voxel's o
 by a smooth random displacement field while resampling it onto the native voxel grid, multiply by
 a faint tissue texture, and add count noise whose variance follows the local activity, the body's
 attenuation and the sensitivity profile of the overlapping bed positions, smoothed to the
-correlated texture of an iterative reconstruction.
+correlated texture of an iterative reconstruction. Noise is correlated over a length in mm (set by
+the reconstruction, not by the voxel), so its variance scales with the volume of a correlation
+cell rather than with the voxel's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from seganypet.synth.geometry import Canvas
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 WATER_ATTENUATION_PER_MM = 0.0096  # 511 keV
-REFERENCE_VOXEL_ML = 0.064  # 4 mm cubes: the voxel ``noise_cov`` refers to
+REFERENCE_VOXEL_MM = 4.0  # ``noise_cov`` is the liver's relative noise in 4 mm voxels ...
+REFERENCE_CORRELATION_MM = 2.2  # ... with this noise correlation length
 REFERENCE_LIVER_SUV = 2.3
 
 
@@ -31,7 +34,8 @@ class Acquisition:
     spacing_mm: tuple[float, float, float]
     psf_fwhm_mm: tuple[float, float]  # transaxial, axial
     noise_cov: float  # relative noise in liver at 4 mm voxels
-    noise_correlation_voxels: float
+    noise_correlation_mm: float  # sigma of the Gaussian that correlates the noise
+    noise_power: float  # variance ~ activity ** noise_power
     bed_length_mm: float
     bed_overlap: float
     displacement_mm: float
@@ -46,7 +50,7 @@ class Acquisition:
         rng: np.random.Generator,
         spacing_range_mm: tuple[float, float] = (2.0, 5.0),
         psf_fwhm_range_mm: tuple[float, float] = (4.0, 7.0),
-        noise_cov_range: tuple[float, float] = (0.08, 0.2),
+        noise_cov_range: tuple[float, float] = (0.08, 0.22),
         displacement_mm: float = 6.0,
     ) -> Acquisition:
         in_plane = round(float(rng.uniform(*spacing_range_mm)), 2)
@@ -57,11 +61,12 @@ class Acquisition:
             spacing_mm=(in_plane, in_plane, axial),
             psf_fwhm_mm=(transaxial_fwhm, axial_fwhm),
             noise_cov=float(rng.uniform(*noise_cov_range)),
-            noise_correlation_voxels=float(rng.uniform(0.6, 1.0)),
+            noise_correlation_mm=float(rng.uniform(1.5, 3.0)),
+            noise_power=float(rng.uniform(1.4, 2.0)),
             bed_length_mm=float(rng.uniform(150.0, 260.0)),
             bed_overlap=float(rng.uniform(0.25, 0.5)),
             displacement_mm=displacement_mm * float(rng.uniform(0.5, 1.0)),
-            texture_cov=float(rng.uniform(0.04, 0.09)),
+            texture_cov=float(rng.uniform(0.06, 0.12)),
         )
 
 
@@ -168,6 +173,19 @@ def smooth_random_field(
     return field[0, 0].numpy()
 
 
+def tissue_texture(rng: np.random.Generator, grid: NativeGrid, cov: float) -> np.ndarray:
+    """A mean-one lognormal multiplier: uptake heterogeneity within tissues at 20 mm and 7 mm scales."""
+    coarse = smooth_random_field(rng, grid.shape, grid.spacing, correlation_mm=20.0)
+    fine = smooth_random_field(rng, grid.shape, grid.spacing, correlation_mm=7.0)
+    field = (coarse + fine) * np.float32(cov / np.sqrt(2.0))
+    return np.exp(field - np.float32(0.5 * cov**2))
+
+
+def _correlation_cell_mm3(spacing: np.ndarray, correlation_mm: float) -> float:
+    """The volume over which reconstructed noise averages: the voxel widened by the correlation."""
+    return float(np.prod(np.sqrt(np.asarray(spacing) ** 2 + (2.0 * correlation_mm) ** 2)))
+
+
 def _gaussian_power(sigma: float, truncate: float) -> float:
     """Sum of squared weights of scipy's 1D Gaussian kernel: the variance it leaves to white noise."""
     radius = int(truncate * sigma + 0.5)
@@ -195,10 +213,11 @@ def add_noise(
     grid: NativeGrid,
     acquisition: Acquisition,
 ) -> np.ndarray:
-    """Count noise: variance proportional to (local and spread) activity, attenuation, 1/sensitivity."""
+    """Count noise: variance grows with (local and spread) activity, attenuation and 1/sensitivity."""
     spacing = grid.spacing
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    gain = acquisition.noise_cov**2 * REFERENCE_LIVER_SUV * REFERENCE_VOXEL_ML / voxel_ml
+    reference_cell = _correlation_cell_mm3(np.full(3, REFERENCE_VOXEL_MM), REFERENCE_CORRELATION_MM)
+    cell = _correlation_cell_mm3(spacing, acquisition.noise_correlation_mm)
+    gain = (acquisition.noise_cov * REFERENCE_LIVER_SUV) ** 2 * reference_cell / cell
 
     pooled = F.avg_pool3d(torch.from_numpy(activity)[None, None], kernel_size=2, ceil_mode=True)
     pooled = ndimage.gaussian_filter(pooled[0, 0].numpy(), 12.0 / (2.0 * spacing))
@@ -216,10 +235,14 @@ def add_noise(
     sensitivity = bed_sensitivity(grid.axis(2), acquisition.bed_length_mm, acquisition.bed_overlap)
     along_z = (attenuation / np.clip(sensitivity, 0.35, None)).astype(np.float32)
 
-    variance = gain * (0.65 * activity + 0.35 * spread) * along_z[None, None, :]
+    # Variance ~ activity**p: p = 1 is Poisson counting; EM reconstructions push p towards 2 (a noise
+    # level proportional to the activity, as in real whole-body images).
+    mixed = (0.65 * activity + 0.35 * spread) / np.float32(REFERENCE_LIVER_SUV)
+    variance = gain * mixed ** np.float32(acquisition.noise_power) * along_z[None, None, :]
     white = rng.standard_normal(activity.shape, dtype=np.float32)
-    sigma = acquisition.noise_correlation_voxels
-    correlated = ndimage.gaussian_filter(white, sigma, truncate=3.0)
-    correlated *= 1.0 / np.sqrt(_gaussian_power(sigma, truncate=3.0) ** 3)
-    noisy = activity + np.sqrt(np.clip(variance, 0.0, None)) * correlated
+    sigmas = acquisition.noise_correlation_mm / spacing
+    correlated = ndimage.gaussian_filter(white, sigmas, truncate=3.0)
+    correlated *= 1.0 / np.sqrt(np.prod([_gaussian_power(s, truncate=3.0) for s in sigmas]))
+    noisy = activity + np.sqrt(variance) * correlated
+    # OSEM images are non-negative too (with the same slight positive bias in the coldest voxels).
     return np.clip(noisy, 0.0, None).astype(np.float32)

@@ -16,7 +16,7 @@ from seganypet.synth.imaging import (
     psf_blur,
     sample,
     sampling_grid,
-    smooth_random_field,
+    tissue_texture,
 )
 from seganypet.synth.labels import LABEL_NAMES
 from seganypet.synth.lesions import LesionInfo, place_lesions, rasterize_lesions
@@ -31,7 +31,7 @@ class PhantomConfig:
     fine_spacing_mm: float = 2.0
     spacing_range_mm: tuple[float, float] = (2.0, 5.0)
     psf_fwhm_range_mm: tuple[float, float] = (4.0, 7.0)
-    noise_cov_range: tuple[float, float] = (0.08, 0.2)
+    noise_cov_range: tuple[float, float] = (0.08, 0.22)
     lesion_count_range: tuple[int, int] = (0, 20)
     lesion_volume_range_ml: tuple[float, float] = (0.3, 300.0)
     lesion_suv_range: tuple[float, float] = (2.0, 30.0)
@@ -99,9 +99,7 @@ def generate_phantom(seed: int, config: PhantomConfig | None = None) -> Phantom:
     instances, lesion_infos = rasterize_lesions(lesions, canvas, grid, sampling, labels)
     del sampling, canvas
 
-    texture = smooth_random_field(rng, grid.shape, grid.spacing, correlation_mm=15.0)
-    cov = acquisition.texture_cov
-    activity *= np.exp(cov * texture - 0.5 * cov**2)
+    activity *= tissue_texture(rng, grid, acquisition.texture_cov)
     if config.noise:
         activity = add_noise(rng, activity, labels > 0, grid, acquisition)
     image = PetImage(
