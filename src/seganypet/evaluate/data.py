@@ -332,8 +332,12 @@ def load_case(
     lesion_labels: Sequence[str] | None = None,
     label_filter: Sequence[str] | None = None,
     min_object_ml: float = MIN_OBJECT_ML,
+    find_liver: bool = True,
 ) -> LoadedCase:
-    """Read a case's image and mask and find its objects (see the module)."""
+    """Read a case's image and mask and find its objects (see the module).
+
+    ``find_liver`` False skips looking for the liver reference (only PERCIST needs it).
+    """
     from seganypet.io import load_image
     from seganypet.io.masks import load_mask
 
@@ -353,7 +357,9 @@ def load_case(
     objects, skipped = find_objects(
         source.case, labels, label_names, is_lesion, selected, image.voxel_volume_ml, min_object_ml
     )
-    liver_centre = source.liver_centre or _liver_centre(labels, label_names, image.spacing)
+    liver_centre = source.liver_centre
+    if liver_centre is None and find_liver:
+        liver_centre = _liver_centre(labels, label_names, image.spacing)
     return LoadedCase(
         source, image, labels, label_names, objects, skipped, lesion_mask, liver_centre
     )

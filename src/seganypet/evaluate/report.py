@@ -248,7 +248,7 @@ def plot_dice_vs_step(summary: dict[str, Any], path: str | Path) -> Path:
 
     methods: dict[str, Any] = summary["methods"]
     last_step = max([summary["clicks"]] + [s["step"] for m in methods.values() for s in m["steps"]])
-    figure, axes = plt.subplots(figsize=(8.0, 5.0), dpi=120)
+    figure, axes = plt.subplots(figsize=(10.5, 5.0), dpi=120)
     colours = plt.get_cmap("tab10").colors
     for index, (method, data) in enumerate(methods.items()):
         steps = [s["step"] for s in data["steps"]]
@@ -278,11 +278,17 @@ def plot_dice_vs_step(summary: dict[str, Any], path: str | Path) -> Path:
     counts = summary["counts"]
     axes.set_title(
         f"Dice vs interaction: protocol '{summary['protocol']}', "
-        f"{counts['objects']} objects in {counts['cases']} cases"
+        f"{_plural(counts['objects'], 'object')} in {_plural(counts['cases'], 'case')}"
     )
     axes.grid(True, alpha=0.3)
     if methods:
-        axes.legend(loc="lower right", fontsize=8, framealpha=0.9)
+        axes.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            fontsize=8,
+            title="method",
+            borderaxespad=0,
+        )
     else:
         axes.text(0.5, 0.5, "no results", ha="center", va="center", transform=axes.transAxes)
     figure.tight_layout()
@@ -294,6 +300,10 @@ def plot_dice_vs_step(summary: dict[str, Any], path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ numbers
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _mean(values: Sequence[float]) -> float | None:

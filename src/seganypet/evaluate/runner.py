@@ -180,6 +180,7 @@ def run_evaluation(
                 lesion_labels=settings.lesion_labels,
                 label_filter=settings.labels,
                 min_object_ml=settings.min_object_ml,
+                find_liver=settings.baselines,
             )
             record.cases.append(source.case)
             record.objects_by_case[source.case] = [obj.name for obj in case.objects]
