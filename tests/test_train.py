@@ -23,9 +23,18 @@ import torch
 
 from seganypet.errors import InputError
 from seganypet.model.checkpoint import load_model
+from seganypet.model.network import SamMed3D
 from seganypet.model.presets import PRESETS, ArchSpec
+from seganypet.prompts import most_interior_voxel, next_click_at_error_centre
 from seganypet.train.augment import Augmentation
-from seganypet.train.clicks import Prompts, click_rounds, corrective_click, jittered_box
+from seganypet.train.clicks import (
+    Prompts,
+    click_at_error_centre,
+    click_rounds,
+    corrective_click,
+    interior_voxel,
+    jittered_box,
+)
 from seganypet.train.command import add_train_parser
 from seganypet.train.config import TrainConfig, from_dict, resolve_config
 from seganypet.train.data import (
@@ -321,6 +330,18 @@ def test_corrective_clicks_are_positive_in_misses_and_negative_in_leaks():
     assert corrective_click(target, target, rng, 0.5) is None
 
 
+def test_bounding_box_edt_clicks_equal_the_reference_simulator():
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        target = _sphere(rng.integers(8, 24, 3), rng.integers(3, 8), (32, 32, 32))
+        prediction = _sphere(rng.integers(8, 24, 3), rng.integers(3, 8), (32, 32, 32))
+        prediction |= rng.random((32, 32, 32)) > 0.995
+        assert interior_voxel(target) == most_interior_voxel(target)
+        assert click_at_error_centre(prediction, target) == next_click_at_error_centre(
+            prediction, target
+        )
+
+
 def test_click_rounds_feed_back_logits_and_click_from_the_current_error():
     size = (16, 16, 16)
     target = _sphere((8, 8, 8), 4, size)[None]
@@ -446,6 +467,23 @@ def test_resume_continues_exactly(tmp_path, blob_data):
     assert [int(r["step"]) for r in _read_csv(resumed.run_dir / "val.csv")] == [2, 3, 4, 6]
     stored = json.loads((resumed.run_dir / "config.json").read_text())
     assert stored["steps"] == 6 and stored["preset"] == TINY_PRESET
+
+
+def test_init_fine_tunes_a_released_style_checkpoint(tmp_path, blob_data):
+    torch.manual_seed(3)
+    released = SamMed3D(_model_config())  # no box embeddings, like the released weights
+    checkpoint = tmp_path / "released.pth"
+    torch.save({"model_state_dict": released.state_dict(), "epoch": 7}, checkpoint)
+    with pytest.raises(InputError, match="--preset"):
+        Trainer(_config(tmp_path / "a", blob_data, init=str(checkpoint), preset="small"))
+    config = _config(tmp_path / "b", blob_data, init=str(checkpoint), preset=None, steps=1)
+    summary = train(config.replace(learning_rate=1e-6, val_every=0))
+    tuned = load_model(summary.run_dir / "model.safetensors")
+    assert tuned.config.preset == TINY_PRESET and tuned.config.has_box_embeddings
+    start = released.state_dict()
+    for key, value in tuned.state_dict().items():
+        if key in start:  # one AdamW step of 1e-6 from the released weights
+            assert float((value - start[key]).abs().max()) < 1e-4, key
 
 
 def test_lr_schedule_warms_up_then_decays():

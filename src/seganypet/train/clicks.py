@@ -4,7 +4,7 @@ A batch's prompts (:class:`Prompts`) start with a first prompt per crop (:func:`
 a positive click at the target's most interior voxel (EDT maximum) or at a random target voxel,
 or, for a whole batch, a jittered bounding box. Every later round adds one corrective click per
 crop, placed from the network's *current* error (:func:`corrective_click`): at the centre of the
-largest error region (``next_click_at_error_centre``) or at a random error voxel
+largest error region (``next_click_at_error_centre``, computed on the region's bounding box) or at a random error voxel
 (``next_click_at_random_error``, SAM-Med3D's user); positive where foreground is missed,
 negative where the mask leaks. Points accumulate; crops that are already perfect get no click
 (their lists are padded with label -1).
@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from seganypet.prompts import (
+    Point,
     bounding_box,
+    largest_error_region,
     most_interior_voxel,
-    next_click_at_error_centre,
     next_click_at_random_error,
 )
 
@@ -74,12 +75,35 @@ class Prompts:
         return torch.as_tensor(self.boxes, dtype=torch.float32, device=device)
 
 
+def interior_voxel(mask: np.ndarray) -> tuple[int, int, int]:
+    """``most_interior_voxel(mask)``, computed on the mask's bounding box only.
+
+    Exact: for a voxel inside the box, the nearest background voxel outside the box can be
+    replaced by its clamp onto the one-voxel margin around the box, which is background too and
+    no farther; and the first maximum in C order stays the first one.
+    """
+    where = np.argwhere(mask)
+    lo = where.min(0)
+    hi = where.max(0) + 1
+    inner = most_interior_voxel(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
+    return tuple(int(v) for v in np.asarray(inner) + lo)  # type: ignore[return-value]
+
+
+def click_at_error_centre(prediction: np.ndarray, target: np.ndarray) -> Point | None:
+    """``next_click_at_error_centre`` (isotropic crop voxels), with :func:`interior_voxel`."""
+    region = largest_error_region(prediction.astype(bool), target.astype(bool))
+    if region is None:
+        return None
+    error, missed = region
+    return Point(tuple(float(v) for v in interior_voxel(error)), positive=missed)
+
+
 def first_click(
     target: np.ndarray, rng: np.random.Generator, interior_probability: float
 ) -> tuple[int, int, int]:
     """The EDT-most-interior voxel of ``target`` (with ``interior_probability``) or a random one."""
     if rng.random() < interior_probability:
-        return most_interior_voxel(target)
+        return interior_voxel(target)
     voxels = np.argwhere(target)
     return tuple(int(v) for v in voxels[int(rng.integers(len(voxels)))])  # type: ignore[return-value]
 
@@ -126,7 +150,7 @@ def corrective_click(
 ):
     """The next click from the current error: a :class:`~seganypet.prompts.Point` or None."""
     if rng.random() < error_centre_probability:
-        return next_click_at_error_centre(prediction, target)
+        return click_at_error_centre(prediction, target)
     return next_click_at_random_error(prediction, target, rng)
 
 
@@ -200,11 +224,13 @@ def dice_scores(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
 __all__ = [
     "Prompts",
     "Round",
+    "click_at_error_centre",
     "click_rounds",
     "corrective_click",
     "dice_scores",
     "first_click",
     "first_prompts",
+    "interior_voxel",
     "jittered_box",
     "upsample_logits",
 ]

@@ -64,9 +64,9 @@ from seganypet.model.config import ModelConfig
 from seganypet.model.network import SamMed3D
 from seganypet.model.presets import default_config
 from seganypet.model.runtime import available_cpus, configure_threads
-from seganypet.prompts import next_click_at_error_centre
 from seganypet.train.augment import Augmentation
 from seganypet.train.clicks import (
+    click_at_error_centre,
     click_rounds,
     dice_scores,
     first_prompts,
@@ -559,7 +559,7 @@ class Trainer:
                     prompts,
                     masks,
                     clicks,
-                    lambda prediction, target, _: next_click_at_error_centre(prediction, target),
+                    lambda prediction, target, _: click_at_error_centre(prediction, target),
                     input_size=self.model_config.input_size,
                     device=self.device,
                 ):
