@@ -344,6 +344,35 @@ def cmd_segment(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}" + (f" and {args.stats}" if args.stats else ""))
 
 
+def cmd_convert_checkpoint(args: argparse.Namespace) -> None:
+    from seganypet.model import convert_checkpoint
+
+    config = convert_checkpoint(args.input, args.output, description=args.description)
+    print(
+        f"wrote {args.output}: preset {config.preset}, {config.input_size[0]}³ crops at {config.spacing_mm[0]} mm"
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from seganypet.bench import run_benchmark
+
+    run_benchmark(
+        args.model,
+        repeats=args.repeats,
+        bf16=args.bf16,
+        clicks=args.clicks,
+        compare_reference=args.compare_reference,
+        threads=args.threads,
+    )
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from seganypet.synth.dataset import write_dataset
+
+    dataset_json = write_dataset(args.output, args.cases, seed=args.seed, progress=not args.quiet)
+    print(f"wrote {args.cases} phantoms to {args.output} ({dataset_json.name} lists the labels)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seganypet",
@@ -479,6 +508,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dicom_options(p)
 
+    p = command(
+        "convert-checkpoint",
+        cmd_convert_checkpoint,
+        "Convert a released SegAnyPET/SAM-Med3D .pth checkpoint to seganypet's .safetensors "
+        "(never executes pickled code).",
+    )
+    p.add_argument(
+        "input",
+        type=Path,
+        help="a .pth checkpoint (top-level model_state_dict or a bare state dict)",
+    )
+    p.add_argument("output", type=Path, help="output .safetensors (weights plus the JSON config)")
+    p.add_argument(
+        "--description", help="free text stored in the config (provenance of the weights)"
+    )
+
+    p = command(
+        "bench",
+        cmd_bench,
+        "Time the network on this machine; prints median timings and peak RSS as JSON.",
+    )
+    p.add_argument(
+        "--model",
+        default="vit_b_ori",
+        help="a preset (random weights: vit_b_ori, small), 'default' or a checkpoint path",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="timed repetitions (default 5)")
+    p.add_argument(
+        "--clicks", type=int, default=5, help="clicks per timed decode session (default 5)"
+    )
+    p.add_argument("--bf16", action="store_true", help="also time the bf16 autocast image encoder")
+    p.add_argument(
+        "--compare-reference",
+        action="store_true",
+        help="also time the reference's padded windowed attention",
+    )
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+
+    p = command(
+        "synth",
+        cmd_synth,
+        "Generate synthetic whole-body FDG PET phantoms with label maps (nnU-Net v2 raw layout).",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--cases", type=int, default=10, help="number of phantoms (default 10)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="dataset seed: the same seed gives the same phantoms"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from seganypet.evaluate.command import add_evaluate_parser
+    from seganypet.train.command import add_train_parser
+
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
     return parser
 
 
