@@ -573,31 +573,30 @@ def test_cli_train_with_config_file_and_overrides(tmp_path, blob_data, capsys):
     )
     out = tmp_path / "run"
     args = _parser().parse_args(
-        [
-            "train",
-            "--data",
-            str(blob_data),
-            "--out",
-            str(out),
-            "--config",
-            str(recipe),
-            "--steps",
-            "2",
-            "--no-progress",
-            "--set",
-            "learning_rate=0.001",
-        ]
+        ["train", "--data", str(blob_data), "--out", str(out), "--config", str(recipe)]
+        + ["--steps", "3", "--stop-at", "2", "--no-progress", "--set", "learning_rate=0.001"]
     )
     args.func(args)
     assert "step 2" in capsys.readouterr().out
     stored = json.loads((out / "config.json").read_text())
-    assert stored["steps"] == 2 and stored["batch_size"] == 1 and stored["learning_rate"] == 0.001
+    assert stored["steps"] == 3 and stored["batch_size"] == 1 and stored["learning_rate"] == 0.001
     assert load_model(out / "model.safetensors").config.preset == TINY_PRESET
 
-    # --resume takes the stored config; a longer --steps extends the run.
-    args = _parser().parse_args(["train", "--out", str(out), "--resume", "--steps", "3"])
+    # --resume takes the stored config (not its --stop-at) and goes on to the end.
+    args = _parser().parse_args(["train", "--out", str(out), "--resume"])
     args.func(args)
     assert read_checkpoint(out / "last.pt")["step"] == 3
+    args = _parser().parse_args(["train", "--out", str(out), "--resume", "--steps", "4"])
+    args.func(args)
+    assert read_checkpoint(out / "last.pt")["step"] == 4
+
+    # The trained model drives the interactive session.
+    from seganypet.io.nifti import read_nifti_image
+    from seganypet.session import Session
+
+    session = Session(load_model(out / "model.safetensors"))
+    session.set_image(read_nifti_image(blob_data / "imagesTr" / "case_000_0000.nii.gz"))
+    assert session.add_point((8, 8, 30)).shape == SHAPE
 
     bad = _parser().parse_args(["train", "--out", str(tmp_path / "x"), "--data", str(tmp_path)])
     with pytest.raises(InputError, match="nnU-Net"):

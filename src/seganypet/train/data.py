@@ -66,7 +66,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +129,7 @@ def find_cases(entries: str | Sequence[str], low_quality: Sequence[str] = ()) ->
         if not found:
             raise InputError(f"{path}: no cases found")
         if _resolved(entry) in noisy:
-            found = [_with_quality(c, low=True) for c in found]
+            found = [replace(c, low_quality=True) for c in found]
         cases.extend(found)
     seen: dict[str, CaseSource] = {}
     for case in cases:
@@ -144,12 +144,6 @@ def find_cases(entries: str | Sequence[str], low_quality: Sequence[str] = ()) ->
 
 def _resolved(path: str | os.PathLike) -> str:
     return str(Path(path).expanduser().resolve())
-
-
-def _with_quality(case: CaseSource, low: bool) -> CaseSource:
-    return CaseSource(
-        case.dataset, case.case_id, case.image, case.label, case.label_names, case.tracer, low
-    )
 
 
 def _cases_of(path: Path) -> list[CaseSource]:

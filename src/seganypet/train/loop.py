@@ -48,7 +48,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -210,8 +210,13 @@ def read_checkpoint(path: Path) -> dict:
     return state
 
 
+#: Config keys that belong to one invocation, not to the run: a resume does not inherit them.
+PER_INVOCATION_KEYS = ("stop_at_step",)
+
+
 def stored_config(run_dir: Path) -> dict:
-    """The resolved config of an earlier run in ``run_dir`` (for ``--resume``)."""
+    """The resolved config of an earlier run in ``run_dir``, less :data:`PER_INVOCATION_KEYS`
+    (what ``--resume`` starts from)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file() or not (Path(run_dir) / CHECKPOINT_FILE).is_file():
         raise InputError(
@@ -219,9 +224,12 @@ def stored_config(run_dir: Path) -> dict:
             "start the run without --resume"
         )
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: cannot read it ({exc})") from None
+    if not isinstance(stored, dict):
+        raise InputError(f"{path}: not a training config")
+    return {k: v for k, v in stored.items() if k not in PER_INVOCATION_KEYS}
 
 
 class CsvLog:
@@ -329,6 +337,7 @@ class Trainer:
     # ------------------------------------------------------------------------------ setup
 
     def _check_run_dir(self, resume: bool) -> None:
+        # Every rank checks before the cache barrier; rank 0 writes into RUN only after it.
         exists = (self.run_dir / CHECKPOINT_FILE).exists() or (self.run_dir / CONFIG_FILE).exists()
         if resume and not (self.run_dir / CHECKPOINT_FILE).is_file():
             raise InputError(f"{self.run_dir}: no {CHECKPOINT_FILE} to resume from")
@@ -358,10 +367,7 @@ class Trainer:
                     "low_quality_data); rectifying every crop's label",
                     stacklevel=2,
                 )
-            sources = [
-                type(s)(s.dataset, s.case_id, s.image, s.label, s.label_names, s.tracer, True)
-                for s in sources
-            ]
+            sources = [replace(s, low_quality=True) for s in sources]
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
         cases = prepare_cache(
             sources,
