@@ -253,6 +253,7 @@ def test_ibsi_crops_with_baselines_only(tmp_path):
         "objects_by_class": {"GTV": 2},
         "objects_skipped_below_min_volume": 0,
         "objects_resumed_from_earlier_runs": 0,
+        "incomplete_rows_dropped_and_redone": 0,
         "rows": 8,
     }
     assert list(summary["methods"]) == ["suv2.5", "suv4.0", "pct41", "pct50"]
@@ -377,8 +378,9 @@ def test_synthetic_blobs_objects_percist_and_resume(tmp_path):
     model_rows = [i for i, line in enumerate(kept) if ",seganypet:spy," in line]
     del kept[model_rows[-1]]  # the last object's final model step is missing
     (report / "per_step.csv").write_text("".join(kept) + "blob_b,lesion_2,lesion,suv")
-    run_evaluation(settings, network=network)
+    redone = run_evaluation(settings, network=network)
     assert network.decode_calls > calls
+    assert redone["counts"]["incomplete_rows_dropped_and_redone"] == 2
 
     def without_seconds(rows):
         return sorted(tuple(v for k, v in row.items() if k != "seconds") for row in rows)
@@ -391,7 +393,12 @@ def test_synthetic_blobs_objects_percist_and_resume(tmp_path):
 def test_synth_phantoms_lesions_with_baselines(tmp_path):
     from seganypet.synth import PhantomConfig, write_dataset
 
-    config = PhantomConfig(lesion_count_range=(1, 3), lesion_volume_range_ml=(2.0, 40.0))
+    config = PhantomConfig(
+        lesion_count_range=(1, 3),
+        lesion_volume_range_ml=(2.0, 40.0),
+        fine_spacing_mm=4.0,  # coarse phantoms: fast enough for a unit test
+        spacing_range_mm=(4.0, 5.0),
+    )
     write_dataset(tmp_path / "synth", 2, seed=3, config=config, progress=False)
     summary = evaluate_cli(
         "--data", str(tmp_path / "synth"), "--labels", "lesion", "--protocol", "autopet",

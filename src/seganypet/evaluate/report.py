@@ -15,7 +15,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from seganypet.evaluate.data import LESION_NAME_WORDS
 from seganypet.evaluate.metrics import normalised_auc
 from seganypet.evaluate.protocols import AUTOPET_HOT_PERCENTILE, AUTOPET_SHELL_MM
 from seganypet.evaluate.table import StepRow
+
+if TYPE_CHECKING:
+    from seganypet.evaluate.runner import EvaluationSettings, RunRecord
 
 PROTOCOL_RULES = {
     "clicks": "step 1: a positive click at the object's most interior voxel (EDT maximum, mm); "
@@ -55,8 +58,8 @@ X_LABELS = {
 
 def build_summary(
     rows: Sequence[StepRow],
-    settings: Any,
-    record: Any,
+    settings: EvaluationSettings,
+    record: RunRecord,
     model_method: str | None,
     baseline_names: Sequence[str],
     network: Any,
@@ -102,6 +105,7 @@ def build_summary(
             "objects_by_class": dict(sorted(objects_by_class.items())),
             "objects_skipped_below_min_volume": record.skipped_small_objects,
             "objects_resumed_from_earlier_runs": record.objects_resumed,
+            "incomplete_rows_dropped_and_redone": record.dropped_incomplete_rows,
             "rows": len(rows),
         },
         "methods": {method: _method_summary(by_method[method]) for method in order},
@@ -213,7 +217,7 @@ def _auc(objects: Iterable[list[StepRow]]) -> dict[str, Any]:
     }
 
 
-def _definitions(settings: Any) -> dict[str, str]:
+def _definitions(settings: EvaluationSettings) -> dict[str, str]:
     return {
         "object": "each label value is one object; each 26-connected component of a lesion label "
         f"(name containing {', '.join(LESION_NAME_WORDS)}, or as named by --lesion-labels) is "

@@ -160,7 +160,7 @@ def run_evaluation(
             network, record.model_load_seconds = _load_network(settings.model or "default")
     report_dir = Path(settings.report_dir)
     _prepare_report_dir(report_dir, settings)
-    baseline_names = [name for name in BASELINES] if settings.baselines else []
+    baseline_names = list(BASELINES) if settings.baselines else []
 
     def expected_steps(method: str) -> int:
         return settings.clicks if method == model_method else BASELINE_STEPS
