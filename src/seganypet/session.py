@@ -72,6 +72,7 @@ class Tile:
     size: int
     low_res_logits: torch.Tensor | None = None
     seed_points: list[Point] = field(default_factory=list)
+    decoded: bool = False  # low_res_logits came from the network, not from a mask prompt
 
     @property
     def key(self) -> tuple[float, ...]:
@@ -99,10 +100,14 @@ class SegmentedObject:
     logits: np.ndarray | None = None  # canonical blended logits
 
     def snapshot(self) -> SegmentedObject:
+        """A copy for the undo history. Logits the tiles can reproduce are left out to save
+        memory (a whole-body array per click); :meth:`Session.undo` blends them again."""
+        reproducible = any(t.decoded for t in self.tiles)
         return replace(
             self,
             prompts=list(self.prompts),
             tiles=[replace(t, seed_points=list(t.seed_points)) for t in self.tiles],
+            logits=None if reproducible else self.logits,
         )
 
 
@@ -203,6 +208,8 @@ class Session:
         if not self._history:
             raise InputError("nothing to undo")
         index, previous = self._history.pop()
+        if previous.logits is None and previous.tiles:
+            self._blend(previous)
         self.objects[index] = previous
         self._current = index
 
@@ -363,6 +370,7 @@ class Session:
                 mask_logits=tile.low_res_logits,
             )
         tile.low_res_logits = low_res.detach().float()
+        tile.decoded = True
 
     def _embedding(self, tile: Tile) -> Any:
         key = tile.key
