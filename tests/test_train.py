@@ -232,9 +232,9 @@ def test_targets_are_labels_and_26_connected_lesion_components():
     labels[15, 15, 15] = labels[16, 16, 16] = 2  # diagonal neighbours: one lesion (26-conn.)
     labels[15:18, 2:5, 2:5] = 2  # a second lesion
     labels[2:4, 17:19, 17:19] = 3  # a third label value, not a lesion
-    targets, components = enumerate_targets(
-        labels, {1: "liver", 2: "Lesion", 3: "spleen"}, ("lesion",), np.random.default_rng(0)
-    )
+    labels[19, 19, 0:5] = 4  # nnU-Net's ignore label: unannotated, never a target
+    names = {1: "liver", 2: "Lesion", 3: "spleen", 4: "ignore"}
+    targets, components = enumerate_targets(labels, names, ("lesion",), np.random.default_rng(0))
     kinds = sorted((t.kind, t.label, t.voxels) for t in targets)
     assert kinds == [("label", 1, 1000), ("label", 3, 8), ("lesion", 2, 2), ("lesion", 2, 27)]
     for target in targets:

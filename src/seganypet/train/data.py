@@ -36,7 +36,7 @@ entry.
 
 Prompt targets
 --------------
-Every label value present in a case is one target (the whole structure; the crop shows the part of
+Every label value present in a case is one target (except nnU-Net's ``ignore`` label) (the whole structure; the crop shows the part of
 it that falls inside), except lesion labels (a label whose name contains one of
 ``lesion_keywords``: lesion, tumor, tumour, metasta...): there every 26-connected component is its
 own target, because one click names one lesion, not all of them.
@@ -83,6 +83,8 @@ CACHE_FORMAT_VERSION = 1
 ANCHORS_PER_TARGET = 32
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 PET_CHANNEL_NAMES = ("pet", "pt", "suv")
+#: nnU-Net v2's "ignore" label marks unannotated voxels: never a target.
+IGNORED_LABEL_NAMES = ("ignore",)
 GRID_TOLERANCE_MM = 0.01
 OPEN_ARRAYS_MAX = 192
 
@@ -345,7 +347,11 @@ def enumerate_targets(
     Lesion components are numbered 1.. across all lesion labels, in label order then scan order.
     """
     counts = np.bincount(labels.ravel())
-    present = [int(v) for v in np.nonzero(counts)[0] if v > 0]
+    present = [
+        int(v)
+        for v in np.nonzero(counts)[0]
+        if v > 0 and label_names.get(int(v), "").lower() not in IGNORED_LABEL_NAMES
+    ]
     boxes = ndimage.find_objects(labels)
     targets: list[Target] = []
     lesion_values = [v for v in present if is_lesion_name(label_names.get(v, ""), lesion_keywords)]
