@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,7 +43,6 @@ class Prompts:
     points: list[list[tuple[float, float, float]]]
     labels: list[list[int]]
     boxes: np.ndarray | None = None
-    clicks_added: list[int] = field(default_factory=list)
 
     @classmethod
     def empty(cls, batch: int) -> Prompts:
@@ -192,12 +191,10 @@ def click_rounds(
     for index in range(rounds):
         if previous is not None:
             prediction = previous.detach().cpu().numpy()[:, 0] > 0
-            prompts.clicks_added = []
             for item in range(len(targets)):
                 click = next_click(prediction[item], targets[item], item)
                 if click is not None:
                     prompts.add(item, click.voxel, click.positive)
-                prompts.clicks_added.append(int(click is not None))
         points, labels = prompts.point_tensors(device)
         with autocast():
             low_res, iou = decode(
