@@ -40,9 +40,9 @@ BODY_WALL = (FAT, MUSCLE)
 TORSO_PROFILE = np.array(
     [
         # z,    a,     b,    y0
-        [812.0, 30.0, 40.0, 0.0],
-        [825.0, 120.0, 80.0, 0.0],
-        [845.0, 152.0, 95.0, 0.0],
+        [790.0, 40.0, 45.0, 0.0],
+        [820.0, 115.0, 80.0, 0.0],
+        [850.0, 150.0, 95.0, 0.0],
         [880.0, 158.0, 100.0, 0.0],
         [930.0, 152.0, 100.0, 3.0],
         [1000.0, 140.0, 98.0, 8.0],
@@ -65,7 +65,8 @@ THIGH_PROFILE = np.array(
         [600.0, 78.0, 62.0, 65.0, 10.0],
         [700.0, 82.0, 70.0, 72.0, 8.0],
         [820.0, 88.0, 80.0, 82.0, 5.0],
-        [900.0, 88.0, 80.0, 84.0, 5.0],
+        [900.0, 86.0, 76.0, 80.0, 5.0],
+        [960.0, 75.0, 50.0, 60.0, 5.0],
     ]
 )
 # Subcutaneous fat relative to the case's fat thickness, by reference height z.
@@ -890,13 +891,13 @@ class AnatomyPainter:
                 ]
             )
             canvas.paint_all(
-                tube(artery, np.linspace(7.0, 4.5, len(artery))),
+                tube(artery, np.linspace(7.0, 4.0, len(artery))),
                 LABELS["blood_pool"],
                 blood,
                 keep=(0,),
             )
             canvas.paint_all(
-                tube(vein, np.linspace(8.0, 5.5, len(vein))),
+                tube(vein, np.linspace(8.0, 4.5, len(vein))),
                 LABELS["blood_pool"],
                 0.92 * blood,
                 keep=(0,),

@@ -16,6 +16,7 @@ metadata last); a rerun with the same arguments skips complete cases.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -145,6 +146,13 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
+def _whole_number(value: object, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        kind = "positive" if minimum == 1 else "non-negative"
+        raise InputError(f"{what} must be a {kind} whole number, got {value!r}")
+    return int(value)
+
+
 def write_dataset(
     out_dir: str | os.PathLike,
     cases: int,
@@ -156,10 +164,8 @@ def write_dataset(
 
     Returns the path of ``dataset.json``.
     """
-    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
-        raise InputError(f"the number of cases must be a positive whole number, got {cases!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"the seed must be a non-negative whole number, got {seed!r}")
+    cases = _whole_number(cases, "the number of cases", minimum=1)
+    seed = _whole_number(seed, "the seed", minimum=0)
     config = config or PhantomConfig()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

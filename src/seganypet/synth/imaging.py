@@ -23,7 +23,9 @@ from seganypet.synth.geometry import Canvas
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 WATER_ATTENUATION_PER_MM = 0.0096  # 511 keV
 REFERENCE_VOXEL_MM = 4.0  # ``noise_cov`` is the liver's relative noise in 4 mm voxels ...
-REFERENCE_CORRELATION_MM = 2.2  # ... with this noise correlation length
+REFERENCE_CORRELATION_MM = 1.5  # ... with this noise correlation length
+NOISE_FLOOR_SUV = 0.002  # corrected randoms and scatter: outside the body stays close to 0
+MAX_LOG_VARIANCE = 0.5  # caps the relative noise of the coldest voxels (about 80%)
 REFERENCE_LIVER_SUV = 2.3
 
 
@@ -50,7 +52,7 @@ class Acquisition:
         rng: np.random.Generator,
         spacing_range_mm: tuple[float, float] = (2.0, 5.0),
         psf_fwhm_range_mm: tuple[float, float] = (4.0, 7.0),
-        noise_cov_range: tuple[float, float] = (0.08, 0.22),
+        noise_cov_range: tuple[float, float] = (0.08, 0.25),
         displacement_mm: float = 6.0,
     ) -> Acquisition:
         in_plane = round(float(rng.uniform(*spacing_range_mm)), 2)
@@ -61,8 +63,8 @@ class Acquisition:
             spacing_mm=(in_plane, in_plane, axial),
             psf_fwhm_mm=(transaxial_fwhm, axial_fwhm),
             noise_cov=float(rng.uniform(*noise_cov_range)),
-            noise_correlation_mm=float(rng.uniform(1.5, 3.0)),
-            noise_power=float(rng.uniform(1.4, 2.0)),
+            noise_correlation_mm=float(rng.uniform(0.8, 2.2)),
+            noise_power=float(rng.uniform(1.2, 1.9)),
             bed_length_mm=float(rng.uniform(150.0, 260.0)),
             bed_overlap=float(rng.uniform(0.25, 0.5)),
             displacement_mm=displacement_mm * float(rng.uniform(0.5, 1.0)),
@@ -243,6 +245,9 @@ def add_noise(
     sigmas = acquisition.noise_correlation_mm / spacing
     correlated = ndimage.gaussian_filter(white, sigmas, truncate=3.0)
     correlated *= 1.0 / np.sqrt(np.prod([_gaussian_power(s, truncate=3.0) for s in sigmas]))
-    noisy = activity + np.sqrt(variance) * correlated
-    # OSEM images are non-negative too (with the same slight positive bias in the coldest voxels).
-    return np.clip(noisy, 0.0, None).astype(np.float32)
+    # Log-normal with that mean and variance, as ML-EM noise is (Barrett et al. 1994): skewed,
+    # never negative, and unbiased in cold tissue.
+    mean = activity + np.float32(NOISE_FLOOR_SUV)
+    log_variance = np.minimum(np.log1p(variance / (mean * mean)), np.float32(MAX_LOG_VARIANCE))
+    noisy = mean * np.exp(np.sqrt(log_variance) * correlated - 0.5 * log_variance)
+    return noisy.astype(np.float32)

@@ -31,7 +31,7 @@ class PhantomConfig:
     fine_spacing_mm: float = 2.0
     spacing_range_mm: tuple[float, float] = (2.0, 5.0)
     psf_fwhm_range_mm: tuple[float, float] = (4.0, 7.0)
-    noise_cov_range: tuple[float, float] = (0.08, 0.22)
+    noise_cov_range: tuple[float, float] = (0.08, 0.25)
     lesion_count_range: tuple[int, int] = (0, 20)
     lesion_volume_range_ml: tuple[float, float] = (0.3, 300.0)
     lesion_suv_range: tuple[float, float] = (2.0, 30.0)
