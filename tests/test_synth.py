@@ -17,6 +17,7 @@ from seganypet.synth import (
     LABELS,
     LESION_LABEL,
     SUV_RANGES,
+    PhantomConfig,
     case_seed,
     generate_phantom,
     write_dataset,
@@ -150,7 +151,8 @@ def test_generation_takes_at_most_five_seconds_per_case():
 
 def test_nnunet_layout_loads_back_on_one_grid(tmp_path):
     out = tmp_path / "Dataset900_synth"
-    dataset_json = write_dataset(out, cases=2, seed=9, progress=False)
+    coarse = PhantomConfig(spacing_range_mm=(4.0, 5.0))  # small files: a fast test
+    dataset_json = write_dataset(out, cases=2, seed=9, config=coarse, progress=False)
     description = json.loads(dataset_json.read_text())
     assert description["channel_names"] == {"0": "PET"}
     assert description["labels"] == LABELS
@@ -178,7 +180,7 @@ def test_nnunet_layout_loads_back_on_one_grid(tmp_path):
         assert metadata["case_seed"] == case_seed(9, index)
         assert len(metadata["lesions"]) == int(np.asarray(instances.dataobj).max())
         if index == 0:
-            regenerated = generate_phantom(case_seed(9, index))
+            regenerated = generate_phantom(case_seed(9, index), coarse)
             np.testing.assert_array_equal(np.asarray(image.dataobj), regenerated.image.array)
     assert not list(out.rglob(".*tmp*")), "no temporary file left behind"
 
