@@ -46,7 +46,10 @@ STRUCTURES: tuple[Structure, ...] = (
     Structure(13, "salivary_glands", (1.5, 3.0), "parotid and submandibular glands"),
     Structure(14, "tonsils", (2.0, 5.0), "palatine tonsils"),
     Structure(
-        15, "bowel", (0.8, 2.5), "colon and small bowel; patchy, hot spots up to 3x the mean"
+        15,
+        "bowel",
+        (0.8, 2.5),
+        "colon and small bowel; patchy, hot patches up to about 2.5x the mean",
     ),
     Structure(16, "stomach", (1.2, 3.0)),
     Structure(
