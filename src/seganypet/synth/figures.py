@@ -16,9 +16,10 @@ import numpy as np
 from seganypet.errors import InputError
 from seganypet.image import PetImage
 
-STS001_DIR = (
-    Path(__file__).resolve().parents[3].parent / "shared" / "data" / "sts001_wholebody_ge" / "image"
+SHARED = Path(
+    os.environ.get("SEGANYPET_SHARED", Path(__file__).resolve().parents[3].parent / "shared")
 )
+STS001_DIR = SHARED / "data" / "sts001_wholebody_ge" / "image"
 STS001_SUV_FACTOR = 2.42903e-4  # SUVbw per Bq/ml, see shared/data/README.md
 DEFAULT_WINDOW = (0.0, 10.0)
 
