@@ -31,6 +31,7 @@ import collections
 import functools
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -171,23 +172,24 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
 def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig | None]:
     with open(path, "rb") as f:
         head = f.read(8)
-    if zipfile.is_zipfile(path) or head[:1] == b"\x80":
-        return _read_torch(path), None
+    if zipfile.is_zipfile(path):
+        return _read_torch(path, mmap=True), None  # weights paged in as they are copied
+    if head[:1] == b"\x80":  # the legacy (pre-zip) torch format
+        return _read_torch(path, mmap=False), None
     return _read_safetensors(path)
 
 
-def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+def _read_torch(path: Path, mmap: bool) -> dict[str, torch.Tensor]:
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": the load is refused below anyway if it matters
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = next(
-            (
-                line.strip()
-                for line in str(exc).splitlines()
-                if "GLOBAL" in line or "global" in line
-            ),
-            str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown object",
+            (line for line in lines if "GLOBAL" in line or "Unsupported" in line),
+            lines[0] if lines else "unknown content",
         )
         raise InputError(
             f"refusing to load {path}: it pickles Python objects that are not plain data "
