@@ -15,9 +15,10 @@ import torch
 from scipy import ndimage
 
 from conftest import shared_path
+from seganypet.datasets import discover_cases
 from seganypet.errors import InputError
 from seganypet.evaluate.command import add_evaluate_parser
-from seganypet.evaluate.data import discover_cases, load_case
+from seganypet.evaluate.data import load_case
 from seganypet.evaluate.runner import EvaluationSettings, run_evaluation
 from seganypet.evaluate.table import COLUMNS
 from seganypet.model.config import ModelConfig
@@ -442,9 +443,9 @@ def test_cases_from_two_data_folders_with_the_same_names_are_qualified(tmp_path)
     for name in ("first", "second"):
         write_nnunet(tmp_path / name, {"c1": blob_case(0)}, {"liver": 1, "lesion": 2})
     sources = discover_cases([tmp_path / "first", tmp_path / "second"])
-    assert [s.case for s in sources] == ["first/c1", "second/c1"]
+    assert [s.name for s in sources] == ["first/c1", "second/c1"]
     assert [
-        s.case for s in discover_cases([tmp_path / "first", tmp_path / "second"], ["second/*"])
+        s.name for s in discover_cases([tmp_path / "first", tmp_path / "second"], ["second/*"])
     ] == ["second/c1"]
 
 

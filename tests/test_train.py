@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -222,7 +223,7 @@ def test_manifests_csv_and_json(tmp_path, blob_data):
     both = find_cases(f"{tmp_path / 'm.json'},{tmp_path / 'cases.csv'}")
     assert [c.key for c in both] == ["mine/p1", "cases/case_000_0000", "cases/case_001_0000"]
     assert both[0].tracer == "PSMA" and not both[0].low_quality
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="no such file or folder"):
         find_cases([str(tmp_path / "missing")])
 
 
@@ -234,9 +235,13 @@ def test_targets_are_labels_and_26_connected_lesion_components():
     labels[2:4, 17:19, 17:19] = 3  # a third label value, not a lesion
     labels[19, 19, 0:5] = 4  # nnU-Net's ignore label: unannotated, never a target
     names = {1: "liver", 2: "Lesion", 3: "spleen", 4: "ignore"}
-    targets, components = enumerate_targets(labels, names, ("lesion",), np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    same_grid = enumerate_targets(labels, names, 0.008, (1, 1, 1), rng, ("lesion",))
+    targets, resampled, components = same_grid
+    np.testing.assert_array_equal(resampled, labels)
     kinds = sorted((t.kind, t.label, t.voxels) for t in targets)
     assert kinds == [("label", 1, 1000), ("label", 3, 8), ("lesion", 2, 2), ("lesion", 2, 27)]
+    assert [t.volume_ml for t in targets if t.kind == "lesion"] == [27 * 0.008, 2 * 0.008]
     for target in targets:
         mask = (
             (components == target.component)
@@ -245,9 +250,20 @@ def test_targets_are_labels_and_26_connected_lesion_components():
         )
         assert all(mask[a] for a in target.anchors)
     assert components.max() == 2
-    # The size rule: >= 10 voxels and >= 0.1 ml at the cache spacing.
-    assert not keep_target(8, 0.064, 10, 0.1) and keep_target(27, 0.064, 10, 0.1)
-    assert not keep_target(27, 0.0034, 10, 0.1) and keep_target(30, 0.0034, 10, 0.1)
+    # Found on the native grid, located on the network's: at twice the spacing the 2-voxel
+    # lesion keeps its native volume but may vanish from the coarse grid (no voxels, no anchors).
+    coarse, resampled, components = enumerate_targets(labels, names, 0.008, (2, 2, 2), rng)
+    assert resampled.shape == components.shape == (10, 10, 10)
+    assert sorted((t.kind, t.volume_ml) for t in coarse) == sorted(
+        (t.kind, t.volume_ml) for t in targets
+    )
+    assert all(len(t.anchors) == min(t.voxels, 32) for t in coarse)
+    # The size rule: >= 0.1 ml on the native grid (shared with evaluation) and, for training
+    # only, >= 10 voxels at the network's spacing.
+    target = targets[0]
+    assert keep_target(replace(target, voxels=10, volume_ml=0.1), 10, 0.1)
+    assert not keep_target(replace(target, voxels=9, volume_ml=0.5), 10, 0.1)
+    assert not keep_target(replace(target, voxels=500, volume_ml=0.09), 10, 0.1)
 
 
 def test_crops_place_the_target_off_centre_with_zero_padding(tmp_path, blob_data):

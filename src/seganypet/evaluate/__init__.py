@@ -4,8 +4,8 @@
   volumes, normalised AUC.
 - :mod:`~seganypet.evaluate.protocols`: the simulated users (``clicks``, ``clicks-random``,
   ``box-clicks``, ``autopet``).
-- :mod:`~seganypet.evaluate.data`: cases from nnU-Net raw folders, IBSI-style crops and
-  manifests; the objects of a case.
+- :mod:`~seganypet.evaluate.data`: reading a case found by :mod:`seganypet.datasets` and its
+  objects (defined there, shared with training).
 - :mod:`~seganypet.evaluate.runner`: :func:`run_evaluation`, resumable, writing ``per_step.csv``,
   ``summary.json`` and ``dice_vs_clicks.png`` (:mod:`~seganypet.evaluate.report`).
 - :mod:`~seganypet.evaluate.command`: the ``seganypet evaluate`` subcommand.

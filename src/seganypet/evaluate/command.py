@@ -8,13 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from seganypet.datasets import LESION_KEYWORDS, MIN_OBJECT_ML
 from seganypet.errors import InputError
 
 DESCRIPTION = """\
 Evaluate promptable segmentation with a simulated user, and/or the classical baselines.
 
 Every label of every case is an object, and every 26-connected component of a lesion label
-(lesion, tumour, GTV, ...); objects under 0.1 ml are skipped. For each object a fresh session
+(lesion, tumour, GTV, ...); objects under 0.1 ml are skipped (the rule training uses). For each
+object a fresh session
 gets the PET image and the simulated user's prompts only: its crops are placed from the
 clicks, never from the ground truth. After each step the mask is scored: Dice, NSD at 2 mm,
 HD95 (mm), and the autoPET false-positive and false-negative volumes (ml).
@@ -29,8 +31,9 @@ Protocols:
 
 Data (--data, repeatable): an nnU-Net raw folder (dataset.json, imagesTr/, labelsTr/), a
 folder of case folders with PET_image.nii.gz and PET_mask.nii.gz (IBSI crops), or a manifest
-JSON: [{"case": "A", "image": PATH, "mask": PATH, "roi": ["GTV_Mass"], "labels": {"1": "GTV"},
-"liver_centre": [i, j, k]}] (mask: NIfTI label map, DICOM SEG or RTSTRUCT).
+(.json, .csv, or a folder holding manifest.json/.csv); JSON: [{"case": "A", "image": PATH,
+"mask": PATH, "roi": ["GTV_Mass"], "labels": {"1": "GTV"}, "liver_centre": [i, j, k]}] (mask:
+NIfTI label map, DICOM SEG or RTSTRUCT). See seganypet.datasets, shared with training.
 """
 
 EPILOG = """\
@@ -60,7 +63,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="DIR",
-        help="nnU-Net raw folder, folder of IBSI-style case folders, or manifest .json "
+        help="nnU-Net raw folder, folder of IBSI-style case folders, or manifest .json/.csv "
         "(repeat for several)",
     )
     parser.add_argument(
@@ -119,7 +122,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--lesion-labels",
         metavar="NAMES",
         help="the labels split into connected components, comma-separated (default: labels "
-        "whose name contains lesion, tumor, tumour, gtv, metasta, lymphoma or mass)",
+        f"whose name contains {', '.join(LESION_KEYWORDS[:-1])} or {LESION_KEYWORDS[-1]})",
     )
     parser.add_argument(
         "--seed",
@@ -130,9 +133,9 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--min-object-ml",
         type=float,
-        default=0.1,
+        default=MIN_OBJECT_ML,
         metavar="ML",
-        help="skip objects smaller than this (default: 0.1 ml, as in training)",
+        help=f"skip objects smaller than this (default: {MIN_OBJECT_ML:g} ml, as in training)",
     )
     parser.add_argument(
         "--nsd-tolerance-mm",

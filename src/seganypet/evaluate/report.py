@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seganypet.baselines import BASELINES
-from seganypet.evaluate.data import LESION_NAME_WORDS
+from seganypet.datasets import LESION_KEYWORDS
 from seganypet.evaluate.metrics import normalised_auc
 from seganypet.evaluate.protocols import AUTOPET_HOT_PERCENTILE, AUTOPET_SHELL_MM
 from seganypet.evaluate.table import StepRow
@@ -220,7 +220,7 @@ def _auc(objects: Iterable[list[StepRow]]) -> dict[str, Any]:
 def _definitions(settings: EvaluationSettings) -> dict[str, str]:
     return {
         "object": "each label value is one object; each 26-connected component of a lesion label "
-        f"(name containing {', '.join(LESION_NAME_WORDS)}, or as named by --lesion-labels) is "
+        f"(name containing {', '.join(LESION_KEYWORDS)}, or as named by --lesion-labels) is "
         f"one object; objects under {settings.min_object_ml:g} ml are skipped",
         "dice": "2|P∩G|/(|P|+|G|) on the image grid",
         "nsd": f"normalised surface Dice at {settings.nsd_tolerance_mm:g} mm: fraction of surface "

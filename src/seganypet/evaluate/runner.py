@@ -27,14 +27,9 @@ import numpy as np
 from tqdm import tqdm
 
 from seganypet.baselines import BASELINES, run_baseline
+from seganypet.datasets import MIN_OBJECT_ML, PromptObject, discover_cases
 from seganypet.errors import InputError
-from seganypet.evaluate.data import (
-    MIN_OBJECT_ML,
-    EvaluationObject,
-    LoadedCase,
-    discover_cases,
-    load_case,
-)
+from seganypet.evaluate.data import LoadedCase, load_case
 from seganypet.evaluate.metrics import NSD_TOLERANCE_MM, step_metrics
 from seganypet.evaluate.protocols import PROTOCOLS, SimulatedUser, make_user, object_rng
 from seganypet.evaluate.table import StepRow, StepTable
@@ -174,7 +169,7 @@ def run_evaluation(
     )
     try:
         for number, source in enumerate(sources, start=1):
-            progress.set_description(f"case {number}/{len(sources)} {source.case}")
+            progress.set_description(f"case {number}/{len(sources)} {source.name}")
             case = load_case(
                 source,
                 lesion_labels=settings.lesion_labels,
@@ -182,14 +177,14 @@ def run_evaluation(
                 min_object_ml=settings.min_object_ml,
                 find_liver=settings.baselines,
             )
-            record.cases.append(source.case)
-            record.objects_by_case[source.case] = [obj.name for obj in case.objects]
+            record.cases.append(source.name)
+            record.objects_by_case[source.name] = [obj.name for obj in case.objects]
             record.skipped_small_objects += case.skipped_small
             methods = _methods_for_case(case, model_method, baseline_names, record)
             progress.total += len(case.objects)
             progress.refresh()
             for obj in case.objects:
-                pending = [m for m in methods if (case.source.case, obj.name, m) not in done]
+                pending = [m for m in methods if (case.source.name, obj.name, m) not in done]
                 if pending:
                     rows = evaluate_object(
                         case, obj, pending, settings, network, model_method, session_factory
@@ -214,7 +209,7 @@ def _methods_for_case(
     methods = [model_method] if model_method else []
     for name in baselines:
         if name == "percist" and case.liver_centre is None:
-            record.percist_without_liver.append(case.source.case)
+            record.percist_without_liver.append(case.source.name)
             continue
         methods.append(name)
     return methods
@@ -222,7 +217,7 @@ def _methods_for_case(
 
 def evaluate_object(
     case: LoadedCase,
-    obj: EvaluationObject,
+    obj: PromptObject,
     methods: Sequence[str],
     settings: EvaluationSettings,
     network: PromptableNetwork | None,
@@ -236,7 +231,7 @@ def evaluate_object(
         settings.protocol,
         truth,
         image.spacing,
-        rng=object_rng(settings.seed, case.source.case, obj.name),
+        rng=object_rng(settings.seed, case.source.name, obj.name),
         suv=image.array,
         other_lesions=case.lesion_mask & ~truth,
         steps=settings.clicks,
@@ -263,7 +258,7 @@ def evaluate_object(
             steps = [run_baseline_step(method, case, truth, seed, settings.nsd_tolerance_mm)]
         rows.extend(
             StepRow(
-                case=case.source.case,
+                case=case.source.name,
                 object=obj.name,
                 label=obj.label_name,
                 method=method,

@@ -1,7 +1,7 @@
 """Training and fine-tuning promptable networks with simulated clicks (``seganypet train``).
 
-- :mod:`~seganypet.train.data`: nnU-Net v2 raw folders and manifests, the resampled cache,
-  prompt targets (labels and lesion components), crops;
+- :mod:`~seganypet.train.data`: the resampled cache of the cases :mod:`seganypet.datasets`
+  finds, prompt targets (its objects: labels and lesion components), crops;
 - :mod:`~seganypet.train.augment`: flips, rotation, zoom, intensity;
 - :mod:`~seganypet.train.clicks`: the simulated user and the click rounds;
 - :mod:`~seganypet.train.objective`: the loss of one step, CPCL label rectification;

@@ -15,9 +15,10 @@ TRAIN_HELP = "Train or fine-tune a promptable network from labelled PET with sim
 
 TRAIN_DESCRIPTION = (
     TRAIN_HELP
-    + " Data: nnU-Net v2 raw folders (dataset.json, imagesTr, labelsTr) or manifests (.json/.csv);"
-    " cases are cached once at the network's spacing. Every label and every lesion component is"
-    " a prompt target. Writes RUN/config.json, log.csv, val.csv, last.pt (for --resume) and"
+    + " Data: nnU-Net v2 raw folders (dataset.json, imagesTr, labelsTr), IBSI-style crops folders"
+    " or manifests (.json/.csv), as for evaluate; cases are cached once at the network's spacing."
+    " Every label and every lesion component of at least 0.1 ml is a prompt target, as in"
+    " evaluate. Writes RUN/config.json, log.csv, val.csv, last.pt (for --resume) and"
     " model.safetensors (for segment --model). Several processes: torchrun --nproc-per-node N"
     " -m seganypet.cli train ... Every key of the training config can be set with --config FILE"
     " (YAML or JSON) or --set KEY=VALUE; flags win over the file."
@@ -42,7 +43,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         "--data",
         action="append",
         metavar="DIR[,DIR]",
-        help="training data: nnU-Net v2 raw folders and/or manifests, comma-separated or repeated",
+        help="training data: nnU-Net v2 raw folders, crops folders and/or manifests, "
+        "comma-separated or repeated",
     )
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="the run folder")
     p.add_argument(

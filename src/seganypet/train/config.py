@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from seganypet.datasets import LESION_KEYWORDS, MIN_OBJECT_ML
 from seganypet.errors import InputError
 
 PRECISIONS = ("bf16", "fp32")
@@ -57,9 +58,9 @@ class TrainConfig:
     error_centre_probability: float = 0.5  # else a random error voxel (SAM-Med3D's user)
 
     # ---------------------------------------------------------------------- targets and crops
-    min_target_voxels: int = 10  # at the preset spacing
-    min_target_ml: float = 0.1
-    lesion_keywords: tuple[str, ...] = ("lesion", "tumor", "tumour", "metasta")
+    min_target_voxels: int = 10  # at the preset spacing (training only)
+    min_target_ml: float = MIN_OBJECT_ML  # on the native grid (the shared object rule)
+    lesion_keywords: tuple[str, ...] = LESION_KEYWORDS  # seganypet.datasets
     crop_offset_fraction: float = 0.25  # anchor moves up to this share of the crop off centre
 
     # ---------------------------------------------------------------------- augmentation

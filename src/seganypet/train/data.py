@@ -2,32 +2,24 @@
 
 Sources
 -------
-``--data`` takes one or more entries (comma-separated), each
-
-- an nnU-Net v2 raw folder: ``dataset.json`` (``labels`` as ``{name: value}``, optional ``tracer``
-  and ``label_quality``: ``"high"``/``"low"``), ``imagesTr/<case>_0000<file_ending>`` (the PET
-  channel: the one named PET/PT in ``channel_names``, else channel 0) and
-  ``labelsTr/<case><file_ending>``;
-- a manifest, ``.json``: ``{"name", "tracer", "label_names", "label_quality", "cases": [{"image",
-  "label", "id", "tracer", "label_names", "label_quality"}]}`` (or just the list of cases; per-case
-  fields override the top-level ones; ``label_names`` maps values to names, ``{"1": "liver"}``, or
-  names to values, nnU-Net style), or ``.csv`` with the columns ``image,label`` and optionally
-  ``id,tracer,label_names,label_quality`` (``label_names`` as ``1:liver;2:lesion`` or JSON);
-  relative paths are relative to the manifest;
-- a folder holding ``manifest.json`` or ``manifest.csv``.
-
-Images are NIfTI PET volumes (SUV is assumed: NIfTI carries no units; the z-score normalisation
-makes the scale irrelevant anyway), labels integer maps on the image's exact grid.
+``--data`` takes one or more entries (comma-separated or repeated): nnU-Net raw folders, IBSI-style
+crops folders and manifests (``.json``/``.csv``, or a folder holding ``manifest.json`` /
+``manifest.csv``), read by :func:`seganypet.datasets.discover_cases` (the layouts are described
+there); ``low_quality_data`` entries, and data sets or cases with ``label_quality: low``, have
+noisy labels (CPCL). Training reads NIfTI only: images as PET volumes (SUV is assumed: NIfTI
+carries no units; the z-score normalisation makes the scale irrelevant anyway), labels as integer
+maps on the image's exact grid.
 
 Cache
 -----
 Each case is converted once: read, reoriented to RAS+ with ``PetImage.canonical()`` (axes permuted
-and flipped, no resampling: the orientation in which the interactive ``Session`` crops), then
-resampled to the network's spacing on the grid ``canonical voxel = j * (spacing / source
-spacing)`` (the ``Session``'s tile sampling), the image trilinearly and the labels by nearest
-neighbour. It is stored as ``image.npy`` (float32), ``labels.npy`` and, for lesion labels,
-``components.npy`` (the 26-connected lesion components), with the targets in ``meta.json``; crops
-read the arrays memory-mapped. The cache folder is keyed by a hash of both source paths, their
+and flipped, no resampling: the orientation in which the interactive ``Session`` crops), its
+targets found on that native grid, then resampled to the network's spacing on the grid
+``canonical voxel = j * (spacing / source spacing)`` (the ``Session``'s tile sampling), the image
+trilinearly, the labels and the lesion components by nearest neighbour. It is stored as
+``image.npy`` (float32), ``labels.npy`` and, for lesion labels, ``components.npy`` (the lesion
+targets, numbered 1.. across all lesion labels), with the targets in ``meta.json``; crops read
+the arrays memory-mapped. The cache folder is keyed by a hash of both source paths, their
 modification times and sizes, the spacing, the label names and the lesion rule, so an edited file
 or another spacing makes a new entry and an unchanged case is reused (a finished entry is never
 rewritten; a stale one can be deleted by hand). Entries are written to a temporary folder and
@@ -36,16 +28,18 @@ entry.
 
 Prompt targets
 --------------
-Every label value present in a case is one target (except nnU-Net's ``ignore`` label) (the whole structure; the crop shows the part of
-it that falls inside), except lesion labels (a label whose name contains one of
-``lesion_keywords``: lesion, tumor, tumour, metasta...): there every 26-connected component is its
-own target, because one click names one lesion, not all of them.
+The targets are the objects of :func:`seganypet.datasets.find_objects`, the ones evaluation
+scores: every label value (except nnU-Net's ``ignore`` label) is one target, the whole structure
+(the crop shows the part of it that falls inside), except lesion labels (a name containing one of
+``lesion_keywords``, by default :data:`seganypet.datasets.LESION_KEYWORDS`, or as the manifest's
+``lesion_labels`` name them): there every 26-connected component is its own target, because one
+click names one lesion, not all of them.
 
-Tiny targets are skipped: a target is kept only when it has at least ``min_target_voxels`` (10)
-voxels at the network's spacing AND a volume of at least ``min_target_ml`` (0.1 ml). At 3 mm
-(``small``, 0.027 ml a voxel) the 10 voxels (0.27 ml) decide; at 1.5 mm (``vit_b_ori``, 3.4 µl a
-voxel) the 0.1 ml (30 voxels) does. Such specks are below the PET resolution, and a click on them
-teaches noise.
+Tiny targets are skipped when the crops are drawn (:func:`keep_target`): the shared object rule
+keeps a target of at least ``min_target_ml`` (0.1 ml) on the case's native grid, and training
+additionally needs ``min_target_voxels`` (10) voxels at the network's spacing, enough of the
+target for a crop to teach from. At 3 mm (``small``, 0.027 ml a voxel) the 10 voxels (0.27 ml)
+decide; at 1.5 mm (``vit_b_ori``, 3.4 µl a voxel) the 0.1 ml does.
 
 Crops
 -----
@@ -58,7 +52,6 @@ is not always at the centre. Voxels outside the image are zero. The crop is augm
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import json
@@ -66,25 +59,31 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from seganypet.datasets import (
+    LESION_KEYWORDS,
+    CaseSource,
+    discover_cases,
+    find_objects,
+    keep_object,
+    lesion_values,
+    read_json,
+    split_entries,
+)
 from seganypet.errors import InputError
 from seganypet.io.atomic import write_text_atomic
-from seganypet.io.nifti import read_nifti_image, read_nifti_labels
+from seganypet.io.nifti import is_nifti_path, read_nifti_image, read_nifti_labels
 from seganypet.model.config import ModelConfig, normalise_crop
 from seganypet.train.augment import Augmentation
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: targets found on the native grid, with their native volume
 ANCHORS_PER_TARGET = 32
-CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
-PET_CHANNEL_NAMES = ("pet", "pt", "suv")
-#: nnU-Net v2's "ignore" label marks unannotated voxels: never a target.
-IGNORED_LABEL_NAMES = ("ignore",)
 GRID_TOLERANCE_MM = 0.01
 OPEN_ARRAYS_MAX = 192
 
@@ -92,202 +91,23 @@ OPEN_ARRAYS_MAX = 192
 # ====================================================================================== sources
 
 
-@dataclass(frozen=True)
-class CaseSource:
-    """One image and its label map, before caching."""
-
-    dataset: str
-    case_id: str
-    image: Path
-    label: Path
-    label_names: dict[int, str] = field(default_factory=dict, hash=False)
-    tracer: str = "unknown"
-    low_quality: bool = False
-
-    @property
-    def key(self) -> str:
-        return f"{self.dataset}/{self.case_id}"
-
-
-def split_entries(entries: str | Sequence[str]) -> list[str]:
-    """``--data A,B`` and repeated entries as one list of paths."""
-    if isinstance(entries, str):
-        entries = [entries]
-    return [part.strip() for entry in entries for part in str(entry).split(",") if part.strip()]
-
-
 def find_cases(entries: str | Sequence[str], low_quality: Sequence[str] = ()) -> list[CaseSource]:
-    """Every case of the given data sets; ``low_quality`` entries mark their cases' labels noisy."""
+    """Every case of the ``--data`` entries; ``low_quality`` entries mark their cases' labels noisy.
+
+    Entries may be comma-separated (``--data A,B``); see :func:`seganypet.datasets.discover_cases`.
+    """
     paths = split_entries(entries)
     if not paths:
         raise InputError("no training data given; pass --data DIR[,DIR] (or a manifest)")
-    noisy = {_resolved(p) for p in split_entries(low_quality)}
-    cases: list[CaseSource] = []
-    for entry in paths:
-        path = Path(entry)
-        if not path.exists():
-            raise InputError(f"training data not found: {path}")
-        found = _cases_of(path)
-        if not found:
-            raise InputError(f"{path}: no cases found")
-        if _resolved(entry) in noisy:
-            found = [replace(c, low_quality=True) for c in found]
-        cases.extend(found)
-    seen: dict[str, CaseSource] = {}
+    cases = discover_cases(paths, low_quality=split_entries(low_quality))
     for case in cases:
-        if case.key in seen:
-            raise InputError(
-                f"two cases are named {case.key!r} ({seen[case.key].image} and {case.image}); "
-                "give each data set its own name"
-            )
-        seen[case.key] = case
+        for file in (case.image, case.label):
+            if not is_nifti_path(file) or not file.is_file():
+                raise InputError(
+                    f"{case.key}: {file} is not a NIfTI file; training reads NIfTI images and "
+                    "label maps only"
+                )
     return cases
-
-
-def _resolved(path: str | os.PathLike) -> str:
-    return str(Path(path).expanduser().resolve())
-
-
-def _cases_of(path: Path) -> list[CaseSource]:
-    if path.is_dir():
-        if (path / "dataset.json").is_file():
-            return _nnunet_cases(path)
-        for name in ("manifest.json", "manifest.csv"):
-            if (path / name).is_file():
-                return _manifest_cases(path / name)
-        raise InputError(
-            f"{path}: neither an nnU-Net raw data set (dataset.json, imagesTr, labelsTr) nor a "
-            "folder with manifest.json / manifest.csv"
-        )
-    if path.suffix.lower() in (".json", ".csv"):
-        return _manifest_cases(path)
-    raise InputError(f"{path}: give a data set folder or a .json/.csv manifest")
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read it as JSON ({exc})") from None
-
-
-def _quality(value: object, where: str) -> bool:
-    """``label_quality`` as "is low"."""
-    if value is None or value == "":
-        return False
-    text = str(value).strip().lower()
-    if text not in ("high", "low"):
-        raise InputError(f"{where}: label_quality must be 'high' or 'low', got {value!r}")
-    return text == "low"
-
-
-def _label_names(value: object, where: str) -> dict[int, str]:
-    """Label names from ``{"1": "liver"}``, nnU-Net's ``{"liver": 1}`` or ``1:liver;2:lesion``."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("{"):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: label_names is not valid JSON ({exc})") from None
-        else:
-            pairs = [p.split(":", 1) for p in text.replace(",", ";").split(";") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise InputError(f"{where}: label_names must look like 1:liver;2:lesion")
-            value = {k.strip(): v.strip() for k, v in pairs}
-    if not isinstance(value, dict):
-        raise InputError(f"{where}: label_names must be a mapping")
-    names: dict[int, str] = {}
-    for key, item in value.items():
-        if str(key).strip().lstrip("-").isdigit():
-            number, name = int(key), str(item)
-        elif isinstance(item, int) and not isinstance(item, bool):
-            number, name = item, str(key)
-        elif isinstance(item, list):
-            continue  # nnU-Net region labels (tuples of values): not single structures
-        else:
-            raise InputError(f"{where}: cannot read the label {key!r}: {item!r}")
-        if number > 0:
-            names[number] = name
-    return names
-
-
-def _nnunet_cases(folder: Path) -> list[CaseSource]:
-    description = _read_json(folder / "dataset.json")
-    if not isinstance(description, dict):
-        raise InputError(f"{folder / 'dataset.json'}: expected a JSON object")
-    where = str(folder / "dataset.json")
-    ending = str(description.get("file_ending", ".nii.gz"))
-    channel = _pet_channel(description.get("channel_names") or description.get("modality") or {})
-    names = _label_names(description.get("labels"), where)
-    tracer = str(description.get("tracer", "unknown"))
-    low = _quality(description.get("label_quality"), where)
-    labels_dir = folder / "labelsTr"
-    if not labels_dir.is_dir():
-        raise InputError(f"{folder}: no labelsTr folder")
-    cases = []
-    for label in sorted(labels_dir.glob(f"*{ending}")):
-        case_id = label.name[: -len(ending)]
-        image = folder / "imagesTr" / f"{case_id}_{channel:04d}{ending}"
-        if not image.is_file():
-            raise InputError(f"{label}: its image {image} is missing")
-        cases.append(CaseSource(folder.name, case_id, image, label, names, tracer, low))
-    return cases
-
-
-def _pet_channel(channels: object) -> int:
-    if isinstance(channels, dict):
-        for key, name in channels.items():
-            if str(name).strip().lower() in PET_CHANNEL_NAMES and str(key).isdigit():
-                return int(key)
-    return 0
-
-
-def _manifest_cases(path: Path) -> list[CaseSource]:
-    base = path.parent
-    defaults: dict[str, object] = {}
-    if path.suffix.lower() == ".csv":
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, csv.Error, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read it as CSV ({exc})") from None
-        name = path.stem if path.stem != "manifest" else base.name
-    else:
-        data = _read_json(path)
-        if isinstance(data, dict):
-            defaults = {k: data.get(k) for k in ("tracer", "label_names", "label_quality")}
-            rows = data.get("cases")
-            name = str(data.get("name") or (path.stem if path.stem != "manifest" else base.name))
-        else:
-            rows, name = data, (path.stem if path.stem != "manifest" else base.name)
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise InputError(f"{path}: expected a list of cases with 'image' and 'label'")
-    cases = []
-    for number, row in enumerate(rows, start=1):
-        where = f"{path}, case {number}"
-        if not row.get("image") or not row.get("label"):
-            raise InputError(f"{where}: every case needs 'image' and 'label'")
-        image = (base / str(row["image"])).expanduser()
-        label = (base / str(row["label"])).expanduser()
-        for file in (image, label):
-            if not file.is_file():
-                raise InputError(f"{where}: {file} not found")
-        case_id = str(row.get("id") or _strip_nifti(image.name))
-        names = _label_names(row.get("label_names") or defaults.get("label_names"), where)
-        tracer = str(row.get("tracer") or defaults.get("tracer") or "unknown")
-        low = _quality(row.get("label_quality") or defaults.get("label_quality"), where)
-        cases.append(CaseSource(name, case_id, image, label, names, tracer, low))
-    return cases
-
-
-def _strip_nifti(name: str) -> str:
-    for ending in (".nii.gz", ".nii"):
-        if name.lower().endswith(ending):
-            return name[: -len(ending)]
-    return name
 
 
 # ====================================================================================== targets
@@ -301,7 +121,8 @@ class Target:
     label: int
     name: str
     component: int  # lesion component id in components.npy; 0 for label targets
-    voxels: int
+    voxels: int  # at the network's spacing
+    volume_ml: float  # on the case's native grid (the shared object rule)
     anchors: tuple[tuple[int, int, int], ...]  # random voxels inside it (crop anchors)
 
     def to_dict(self) -> dict:
@@ -311,6 +132,7 @@ class Target:
             "name": self.name,
             "component": self.component,
             "voxels": self.voxels,
+            "volume_ml": self.volume_ml,
             "anchors": [list(a) for a in self.anchors],
         }
 
@@ -322,87 +144,90 @@ class Target:
             str(data["name"]),
             int(data["component"]),
             int(data["voxels"]),
+            float(data["volume_ml"]),
             tuple(tuple(int(v) for v in a) for a in data["anchors"]),  # type: ignore[misc]
         )
 
 
-def is_lesion_name(name: str, keywords: Sequence[str]) -> bool:
-    lowered = name.lower()
-    return any(k.lower() in lowered for k in keywords)
-
-
-def keep_target(voxels: int, voxel_ml: float, min_voxels: int, min_ml: float) -> bool:
-    """The tiny-target rule of the module docstring."""
-    return voxels >= min_voxels and voxels * voxel_ml >= min_ml
+def keep_target(target: Target, min_voxels: int, min_ml: float) -> bool:
+    """The tiny-target rule of the module docstring: the shared object rule on the native grid
+    (:func:`seganypet.datasets.keep_object`), plus training's voxel minimum at its spacing."""
+    return keep_object(target.volume_ml, min_ml) and target.voxels >= min_voxels
 
 
 def enumerate_targets(
     labels: np.ndarray,
     label_names: dict[int, str],
-    lesion_keywords: Sequence[str],
+    voxel_ml: float,
+    step: Sequence[float],
     rng: np.random.Generator,
-) -> tuple[list[Target], np.ndarray | None]:
-    """Every target of a label map, unfiltered, and the lesion components (None if no lesions).
+    lesion_keywords: Sequence[str] = LESION_KEYWORDS,
+    lesion_labels: Sequence[str] | None = None,
+) -> tuple[list[Target], np.ndarray, np.ndarray | None]:
+    """Every target of a native label map, unfiltered, located on the resampled grid.
 
-    Lesion components are numbered 1.. across all lesion labels, in label order then scan order.
+    The targets are :func:`seganypet.datasets.find_objects`'s objects of ``labels`` (voxels of
+    ``voxel_ml``), all kept. The labels and the lesion components (numbered 1.. across all lesion
+    labels, in object order) are resampled by nearest neighbour at voxel coordinates
+    ``j * step``; a target's ``voxels`` and anchors are counted there (a target too small to
+    survive the resampling has none). Returns the targets, the resampled labels and components
+    (None if there are no lesions).
     """
-    counts = np.bincount(labels.ravel())
-    present = [
-        int(v)
-        for v in np.nonzero(counts)[0]
-        if v > 0 and label_names.get(int(v), "").lower() not in IGNORED_LABEL_NAMES
-    ]
-    boxes = ndimage.find_objects(labels)
-    targets: list[Target] = []
-    lesion_values = [v for v in present if is_lesion_name(label_names.get(v, ""), lesion_keywords)]
+    objects, _ = find_objects(
+        labels,
+        label_names,
+        voxel_ml,
+        lesion_labels=lesion_labels,
+        keywords=lesion_keywords,
+        min_ml=0.0,
+    )
+    resampled = resample_nearest(labels, step)
+    lesions = [o for o in objects if o.is_lesion]
     components = None
-    if lesion_values:
-        dtype = np.uint16
-        components = np.zeros(labels.shape, np.int32)
-        next_id = 1
-        for value in lesion_values:
-            box = boxes[value - 1]
-            numbered, count = ndimage.label(labels[box] == value, structure=CONNECTIVITY_26)
-            inside = numbered > 0
-            components[box][inside] = numbered[inside] + (next_id - 1)
-            sizes = np.bincount(numbered.ravel())
-            for index, sub in enumerate(ndimage.find_objects(numbered), start=1):
-                offset = np.array([s.start for s in box])
-                where = np.argwhere(numbered[sub] == index) + offset + [s.start for s in sub]
-                targets.append(
-                    Target(
-                        "lesion",
-                        value,
-                        label_names.get(value, f"label_{value}"),
-                        next_id + index - 1,
-                        int(sizes[index]),
-                        _anchors(where, rng),
-                    )
-                )
-            next_id += count
-        if next_id - 1 >= np.iinfo(dtype).max:
-            dtype = np.int32
-        components = components.astype(dtype)
-    for value in present:
-        if value in lesion_values:
-            continue
-        box = boxes[value - 1]
-        where = np.argwhere(labels[box] == value) + [s.start for s in box]
+    if lesions:
+        dtype = np.uint16 if len(lesions) < np.iinfo(np.uint16).max else np.int32
+        native = np.zeros(labels.shape, dtype)
+        for number, obj in enumerate(lesions, start=1):
+            native[obj.box][obj.crop] = number
+        components = resample_nearest(native, step)
+    label_boxes = ndimage.find_objects(resampled)
+    lesion_boxes = ndimage.find_objects(components) if components is not None else []
+    targets: list[Target] = []
+    number = 0
+    for obj in objects:
+        if obj.is_lesion:
+            number += 1
+            where = _voxels_of(components, lesion_boxes, number)
+            kind, component = "lesion", number
+        else:
+            where = _voxels_of(resampled, label_boxes, obj.label)
+            kind, component = "label", 0
         targets.append(
             Target(
-                "label",
-                value,
-                label_names.get(value, f"label_{value}"),
-                0,
-                int(counts[value]),
+                kind,
+                obj.label,
+                obj.label_name,
+                component,
+                len(where),
+                obj.volume_ml,
                 _anchors(where, rng),
             )
         )
-    return targets, components
+    return targets, resampled, components
+
+
+def _voxels_of(volume: np.ndarray | None, boxes: list, value: int) -> np.ndarray:
+    """The voxel indices where ``volume == value`` (``boxes``: its ``ndimage.find_objects``)."""
+    box = boxes[value - 1] if volume is not None and value <= len(boxes) else None
+    if box is None:
+        return np.zeros((0, 3), dtype=np.int64)
+    return np.argwhere(volume[box] == value) + [s.start for s in box]
 
 
 def _anchors(voxels: np.ndarray, rng: np.random.Generator) -> tuple[tuple[int, int, int], ...]:
     count = min(ANCHORS_PER_TARGET, len(voxels))
+    if count == 0:
+        return ()
     chosen = voxels[np.sort(rng.choice(len(voxels), size=count, replace=False))]
     return tuple(tuple(int(v) for v in row) for row in chosen)  # type: ignore[misc]
 
@@ -425,10 +250,10 @@ def cache_key(
 
     def stat(path: Path) -> list:
         info = path.stat()
-        return [_resolved(path), info.st_mtime_ns, info.st_size]
+        return [str(path.expanduser().resolve()), info.st_mtime_ns, info.st_size]
 
     lesion_labels = sorted(
-        v for v, n in source.label_names.items() if is_lesion_name(n, lesion_keywords)
+        lesion_values(source.label_names, source.label_names, source.lesion_labels, lesion_keywords)
     )
     payload = {
         "version": CACHE_FORMAT_VERSION,
@@ -438,6 +263,7 @@ def cache_key(
         "label_names": {str(k): v for k, v in sorted(source.label_names.items())},
         "lesion_labels": lesion_labels,
         "lesion_keywords": sorted(k.lower() for k in lesion_keywords),
+        "lesion_label_names": sorted(n.lower() for n in source.lesion_labels or ()),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -497,9 +323,10 @@ def build_cache_entry(
     if (folder / "meta.json").is_file():
         return folder
     cache_dir.mkdir(parents=True, exist_ok=True)
-    image, labels, affine = _resampled_case(source, spacing_mm)
     rng = np.random.default_rng(int(key[:16], 16))
-    targets, components = enumerate_targets(labels, source.label_names, lesion_keywords, rng)
+    image, labels, components, targets, affine = _resampled_case(
+        source, spacing_mm, lesion_keywords, rng
+    )
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_dir))
     try:
         np.save(tmp / "image.npy", image)
@@ -543,7 +370,7 @@ def open_cache_entry(
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise InputError(f"{source.key}: not in the cache {cache_dir} (build it first)")
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
     assert isinstance(meta, dict)
     targets = [Target.from_dict(t) for t in meta["targets"]]
     shape = tuple(int(s) for s in meta["shape"])
@@ -552,9 +379,13 @@ def open_cache_entry(
 
 
 def _resampled_case(
-    source: CaseSource, spacing_mm: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image and labels in RAS+ at ``spacing_mm``; and the affine of that grid."""
+    source: CaseSource,
+    spacing_mm: Sequence[float],
+    lesion_keywords: Sequence[str],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[Target], np.ndarray]:
+    """Image, labels and lesion components in RAS+ at ``spacing_mm``, the targets (found on the
+    native grid, see :func:`enumerate_targets`) and the affine of that grid."""
     image = read_nifti_image(source.image)
     labels, label_affine = read_nifti_labels(source.label)
     if labels.shape != image.shape or not np.allclose(
@@ -568,11 +399,19 @@ def _resampled_case(
     canonical_labels = view.from_input(labels)
     step = np.asarray(spacing_mm, float) / np.asarray(view.image.spacing, float)
     resampled_image = resample_linear(view.image.array, step)
-    resampled_labels = resample_nearest(canonical_labels, step)
+    targets, resampled_labels, components = enumerate_targets(
+        canonical_labels,
+        source.label_names,
+        view.image.voxel_volume_ml,
+        step,
+        rng,
+        lesion_keywords,
+        source.lesion_labels,
+    )
     if int(resampled_labels.max(initial=0)) < 256:
         resampled_labels = resampled_labels.astype(np.uint8)
     affine = view.image.affine @ np.diag([*step, 1.0])
-    return resampled_image.astype(np.float32), resampled_labels, affine
+    return resampled_image.astype(np.float32), resampled_labels, components, targets, affine
 
 
 def _sample_positions(length: int, step: float) -> np.ndarray:
@@ -693,7 +532,7 @@ class TargetCrops:
             TargetRef(index, target)
             for index, case in enumerate(self.cases)
             for target in case.targets
-            if keep_target(target.voxels, case.voxel_ml, min_target_voxels, min_target_ml)
+            if keep_target(target, min_target_voxels, min_target_ml)
         ]
         self.skipped = sum(len(c.targets) for c in self.cases) - len(self.targets)
 
@@ -793,7 +632,6 @@ class TargetSampler:
 
 __all__ = [
     "CachedCase",
-    "CaseSource",
     "Sample",
     "Target",
     "TargetCrops",
