@@ -284,7 +284,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
     import numpy as np
 
     from seganypet.io.masks import save_mask
-    from seganypet.model import load_model
+    from seganypet.model import configure_threads, load_model
     from seganypet.session import Session
 
     if args.prompts_file and args.prompts:
@@ -302,6 +302,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
         )
 
     image = _load_image(args)
+    configure_threads(args.threads)
     network = load_model(args.model)
     session = Session(network)
     session.set_image(image)
@@ -499,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["nifti", "dicom-seg"],
         default="nifti",
         help="output format (dicom-seg needs a DICOM input)",
+    )
+    p.add_argument(
+        "--threads", type=int, help="torch threads (default: SEGANYPET_NUM_THREADS or all cores)"
     )
     p.add_argument(
         "--stats",
