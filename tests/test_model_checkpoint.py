@@ -194,3 +194,14 @@ def test_missing_default_and_missing_files_are_input_errors(tmp_path):
     torch.save({"epoch": 3}, empty)
     with pytest.raises(InputError, match="no weights found"):
         load_model(empty)
+
+
+def test_convert_checkpoint_command(tmp_path, trained_small, capsys):
+    from seganypet.cli import main
+
+    source = tmp_path / "released.pth"
+    torch.save(_training_checkpoint(trained_small), source)
+    target = tmp_path / "converted.safetensors"
+    assert main(["convert-checkpoint", str(source), str(target)]) == 0
+    assert "preset small" in capsys.readouterr().out
+    assert _same_weights(load_model(target), trained_small)
