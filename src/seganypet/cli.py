@@ -563,9 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     from seganypet.evaluate.command import add_evaluate_parser
+    from seganypet.server.command import add_serve_parser
     from seganypet.train.command import add_train_parser
 
     add_train_parser(sub)
+    add_serve_parser(sub)
     add_evaluate_parser(sub)
     return parser
 

@@ -1,0 +1,566 @@
+"""The FastAPI application behind ``seganypet serve``.
+
+One :class:`~seganypet.session.Session` per open study, shaped like nnInteractive's server: open a
+study (a file under the data folder, or an upload), add points and boxes in voxel indices of the
+input array, undo, reset, start and select named objects, read the mask (NIfTI or run-length JSON),
+its SUV statistics, and save it (NIfTI label map, or DICOM SEG for a DICOM input).
+
+Safety: every request needs the token (``Authorization: Bearer T`` or ``?token=T``); studies come
+only from under the data folder; uploads are capped and must be NIfTI or a zipped DICOM series.
+No lost work: every interaction goes to the study's :class:`~seganypet.server.journal.Journal`
+(fsynced) before it is applied, and opening the study again replays it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import nibabel as nib
+import numpy as np
+from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from seganypet.errors import InputError
+from seganypet.image import PetImage
+from seganypet.io import load_image
+from seganypet.server.journal import Journal
+from seganypet.server.studies import (
+    UploadTooLarge,
+    list_studies,
+    receive_upload,
+    resolve_under,
+    upload_suffix,
+)
+from seganypet.session import Session
+
+log = logging.getLogger("seganypet.server")
+
+DEFAULT_MAX_UPLOAD_MB = 2048
+STATIC_DIR = Path(__file__).with_name("static")
+SAVED_NAME = re.compile(r"^[A-Za-z0-9._-]+\.(nii\.gz|dcm)$")
+
+Voxel = Annotated[list[float], Field(min_length=3, max_length=3)]
+
+
+# ---------------------------------------------------------------------------- request/response
+class OpenStudy(BaseModel):
+    study: str = Field(description="path of a NIfTI file or DICOM folder, relative to --data")
+
+
+class PointIn(BaseModel):
+    voxel: Voxel = Field(description="voxel indices of the input array (floats allowed)")
+    positive: bool = Field(True, description="false for a click outside the object")
+
+
+class BoxIn(BaseModel):
+    lo: Voxel = Field(description="one corner, voxel indices of the input array")
+    hi: Voxel = Field(description="the opposite corner (inclusive)")
+
+
+class NewObject(BaseModel):
+    name: str | None = Field(None, max_length=200)
+
+
+class RenameObject(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SaveIn(BaseModel):
+    format: Literal["nifti", "dicom-seg"] | None = Field(
+        None, description="default: dicom-seg for a DICOM input, nifti otherwise"
+    )
+
+
+class ObjectInfo(BaseModel):
+    index: int
+    label: int
+    name: str
+    prompts: int
+    voxels: int
+    volume_ml: float
+
+
+class SessionInfo(BaseModel):
+    session_id: str
+    study: str
+    shape: list[int]
+    spacing_mm: list[float]
+    affine: list[list[float]]
+    units: str
+    dicom: bool
+    current: int
+    objects: list[ObjectInfo]
+    can_undo: bool
+    replayed: int = Field(0, description="operations replayed from the journal when opened")
+
+
+class SavedFile(BaseModel):
+    file: str
+    format: str
+    path: str
+    download: str
+
+
+# ---------------------------------------------------------------------------- state
+@dataclass
+class StudyState:
+    key: str
+    session_id: str
+    name: str
+    image_path: Path
+    session: Session
+    journal: Journal
+    replayed: int = 0
+    image_bytes: bytes | None = field(default=None, repr=False)
+
+    @property
+    def image(self) -> PetImage:
+        return self.session.image
+
+
+def _session_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def label_map_rle(labels: np.ndarray) -> dict[str, Any]:
+    """Run-length code of a label map in Fortran order (first axis fastest, as NIfTI stores it):
+    ``runs`` alternates value and count."""
+    flat = np.asarray(labels).ravel(order="F")
+    if flat.size == 0:
+        return {"shape": list(labels.shape), "order": "F", "runs": []}
+    starts = np.r_[0, np.flatnonzero(np.diff(flat)) + 1]
+    counts = np.diff(np.r_[starts, flat.size])
+    runs = np.empty(2 * len(starts), np.int64)
+    runs[0::2] = flat[starts]
+    runs[1::2] = counts
+    return {"shape": list(labels.shape), "order": "F", "runs": runs.tolist()}
+
+
+def decode_rle(payload: dict[str, Any]) -> np.ndarray:
+    runs = np.asarray(payload["runs"], np.int64)
+    flat = np.repeat(runs[0::2], runs[1::2]).astype(np.uint16)
+    return flat.reshape(payload["shape"], order="F")
+
+
+def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
+    img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, np.float64))
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return gzip.compress(img.to_bytes(), compresslevel=1)
+
+
+# ---------------------------------------------------------------------------- the app
+def create_app(
+    data_dir: str | os.PathLike,
+    model: Any,
+    token: str,
+    *,
+    work_dir: str | os.PathLike | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1_000_000,
+) -> FastAPI:
+    """The application serving studies under ``data_dir`` with ``model``.
+
+    ``model`` is a :class:`~seganypet.model.network.PromptableNetwork` or a checkpoint path for
+    :func:`~seganypet.model.load_model`. ``token`` is required on every request. Journals,
+    uploads and saved masks go to ``work_dir`` (default ``data_dir/.seganypet``).
+    """
+    if not token or len(token) < 8:
+        raise InputError("the server needs a token of at least 8 characters")
+    data_root = Path(data_dir).resolve()
+    if not data_root.is_dir():
+        raise InputError(f"{data_dir}: the data folder does not exist")
+    work = Path(work_dir) if work_dir is not None else data_root / ".seganypet"
+    work = work.resolve()
+    (work / "journals").mkdir(parents=True, exist_ok=True)
+    if not hasattr(model, "decode"):
+        from seganypet.model import load_model
+
+        model = load_model(model)
+    network = model
+    lock = threading.RLock()
+    states: dict[str, StudyState] = {}
+    expected = token.encode()
+
+    app = FastAPI(
+        title="seganypet serve",
+        description=(
+            "Interactive promptable segmentation of whole-body PET. Every request needs the "
+            "token: `Authorization: Bearer <token>` or `?token=<token>`. Voxel coordinates are "
+            "indices of the input image's array axes (for DICOM: column, row, slice)."
+        ),
+        docs_url=None,  # Swagger UI would load scripts from a CDN; the schema is at openapi_url
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.data_dir = data_root
+    app.state.work_dir = work
+    app.state.states = states
+
+    # ------------------------------------------------------------------ safety
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        supplied = request.headers.get("authorization", "")
+        if supplied.lower().startswith("bearer "):
+            supplied = supplied[7:].strip()
+        else:
+            supplied = request.query_params.get("token", "")
+        if not secrets.compare_digest(supplied.encode(), expected):
+            return JSONResponse(
+                {
+                    "detail": "missing or wrong token: send 'Authorization: Bearer <token>' or "
+                    "?token=<token> (printed when the server started)"
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_upload_bytes:
+            return JSONResponse(
+                {"detail": f"the request exceeds the limit of {max_upload_bytes / 1e6:.0f} MB"},
+                status_code=413,
+            )
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @app.exception_handler(UploadTooLarge)
+    async def too_large(request: Request, exc: UploadTooLarge):
+        return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(InputError)
+    async def bad_input(request: Request, exc: InputError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    # ------------------------------------------------------------------ helpers
+    def get_state(session_id: str) -> StudyState:
+        for state in states.values():
+            if state.session_id == session_id:
+                return state
+        raise HTTPException(404, f"no open session {session_id!r}; open the study first")
+
+    def apply(state: StudyState, op: dict[str, Any]) -> None:
+        session = state.session
+        kind = op["op"]
+        if kind == "point":
+            session.add_point(op["voxel"], positive=op["positive"])
+        elif kind == "box":
+            session.add_box(op["lo"], op["hi"])
+        elif kind == "undo":
+            session.undo()
+        elif kind == "reset":
+            session.reset()
+        elif kind == "new_object":
+            session.new_object(op.get("name"))
+        elif kind == "select":
+            session.select_object(op["index"])
+        elif kind == "rename":
+            index = op["index"]
+            if not 0 <= index < len(session.objects):
+                raise InputError(f"there is no object {index}")
+            session.objects[index].name = op["name"]
+        else:
+            raise ValueError(f"unknown journal operation {kind!r}")
+
+    def interact(session_id: str, op: dict[str, Any]) -> SessionInfo:
+        with lock:
+            state = get_state(session_id)
+            state.journal.append(op)  # on disk before it is applied
+            apply(state, op)
+            return info(state)
+
+    def info(state: StudyState) -> SessionInfo:
+        session, image = state.session, state.image
+        objects = []
+        for index, obj in enumerate(session.objects):
+            voxels = int(session.object_mask(index).sum()) if obj.logits is not None else 0
+            objects.append(
+                ObjectInfo(
+                    index=index,
+                    label=index + 1,
+                    name=obj.name,
+                    prompts=len(obj.prompts),
+                    voxels=voxels,
+                    volume_ml=voxels * image.voxel_volume_ml,
+                )
+            )
+        return SessionInfo(
+            session_id=state.session_id,
+            study=state.name,
+            shape=list(image.shape),
+            spacing_mm=list(image.spacing),
+            affine=np.asarray(image.affine).tolist(),
+            units=image.units,
+            dicom=image.dicom_headers is not None,
+            current=session._current,
+            objects=objects,
+            can_undo=bool(session._history),
+            replayed=state.replayed,
+        )
+
+    def open_study(key: str, name: str, image_path: Path) -> StudyState:
+        with lock:
+            if key in states:
+                return states[key]
+            image = load_image(image_path)
+            session = Session(network)
+            session.set_image(image)
+            journal = Journal(work / "journals" / f"{_session_id(key)}.jsonl")
+            header = {
+                "study": key,
+                "name": name,
+                "shape": list(image.shape),
+                "affine": np.asarray(image.affine).tolist(),
+            }
+            state = StudyState(key, _session_id(key), name, image_path, session, journal)
+            previous, ops = journal.read()
+            if previous is not None and _same_study(previous, header):
+                for op in ops:
+                    try:
+                        apply(state, op)
+                    except InputError:
+                        pass  # refused when it was made, and refused again: no change
+                    except Exception:  # a failed prompt was rolled back live too
+                        log.exception("replaying %s of %s", op.get("op"), name)
+                state.replayed = len(ops)
+            else:
+                if journal.exists():
+                    moved = journal.set_aside("stale")
+                    log.warning("%s: the image changed; its old journal is kept at %s", name, moved)
+                journal.start(header)
+            states[key] = state
+            return state
+
+    # ------------------------------------------------------------------ endpoints
+    @app.get("/api/health", tags=["server"])
+    def health() -> dict[str, Any]:
+        from seganypet import __version__
+
+        return {"status": "ok", "version": __version__, "open_sessions": len(states)}
+
+    @app.get("/api/studies", tags=["studies"])
+    def studies() -> list[dict[str, str]]:
+        """NIfTI files and DICOM folders under the data folder."""
+        return list_studies(data_root)
+
+    @app.post("/api/sessions", tags=["studies"])
+    def open_from_data(body: OpenStudy) -> SessionInfo:
+        """Open a study under the data folder; its journal, if any, is replayed."""
+        path = resolve_under(data_root, body.study)
+        relative = path.relative_to(data_root).as_posix()
+        if (
+            relative == ".seganypet"
+            or relative.startswith(".seganypet/")
+            or path.is_relative_to(work)
+        ):
+            raise InputError(f"{body.study!r}: the server's work folder is not a study")
+        state = open_study(f"data:{relative}", relative, path)
+        with lock:
+            return info(state)
+
+    @app.post(
+        "/api/sessions/upload",
+        tags=["studies"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+    )
+    async def open_upload(
+        request: Request,
+        filename: str = Query(
+            description="the file's name: *.nii, *.nii.gz or *.zip (DICOM series)"
+        ),
+    ) -> SessionInfo:
+        """Upload a NIfTI image or a zipped DICOM series as the raw request body, and open it."""
+        upload_suffix(filename)
+        sha, path = await receive_upload(
+            request.stream(), filename, work / "uploads", max_upload_bytes
+        )
+        name = Path(filename).name
+        state = await run_in_threadpool(open_study, f"upload:{sha}", name, path)
+        with lock:
+            return info(state)
+
+    @app.get("/api/sessions/{session_id}", tags=["session"])
+    def session_info(session_id: str) -> SessionInfo:
+        with lock:
+            return info(get_state(session_id))
+
+    @app.get("/api/sessions/{session_id}/image", tags=["session"], response_class=Response)
+    def image_nifti(session_id: str) -> Response:
+        """The image in SUV as gzipped NIfTI (float32), for the viewer."""
+        with lock:
+            state = get_state(session_id)
+            if state.image_bytes is None:
+                state.image_bytes = _nifti_bytes(state.image.array, state.image.affine)
+            data = state.image_bytes
+        return Response(
+            data,
+            media_type="application/gzip",
+            headers={"Content-Disposition": 'attachment; filename="image.nii.gz"'},
+        )
+
+    @app.post("/api/sessions/{session_id}/points", tags=["prompts"])
+    def add_point(session_id: str, body: PointIn) -> SessionInfo:
+        """A click on the current object (the first one of an object must be positive)."""
+        return interact(session_id, {"op": "point", "voxel": body.voxel, "positive": body.positive})
+
+    @app.post("/api/sessions/{session_id}/boxes", tags=["prompts"])
+    def add_box(session_id: str, body: BoxIn) -> SessionInfo:
+        return interact(session_id, {"op": "box", "lo": body.lo, "hi": body.hi})
+
+    @app.post("/api/sessions/{session_id}/undo", tags=["prompts"])
+    def undo(session_id: str) -> SessionInfo:
+        """Take back the last prompt, of whichever object."""
+        return interact(session_id, {"op": "undo"})
+
+    @app.post("/api/sessions/{session_id}/reset", tags=["prompts"])
+    def reset(session_id: str) -> SessionInfo:
+        """Clear every prompt of the current object (undo brings them back)."""
+        return interact(session_id, {"op": "reset"})
+
+    @app.post("/api/sessions/{session_id}/objects", tags=["objects"])
+    def new_object(
+        session_id: str, body: Annotated[NewObject | None, Body()] = None
+    ) -> SessionInfo:
+        """Start a new object; it becomes the current one."""
+        name = body.name if body is not None else None
+        return interact(session_id, {"op": "new_object", "name": name})
+
+    @app.post("/api/sessions/{session_id}/objects/{index}/select", tags=["objects"])
+    def select_object(session_id: str, index: int) -> SessionInfo:
+        return interact(session_id, {"op": "select", "index": index})
+
+    @app.patch("/api/sessions/{session_id}/objects/{index}", tags=["objects"])
+    def rename_object(session_id: str, index: int, body: RenameObject) -> SessionInfo:
+        return interact(session_id, {"op": "rename", "index": index, "name": body.name})
+
+    @app.get("/api/sessions/{session_id}/mask", tags=["results"])
+    def mask(
+        session_id: str,
+        format: Literal["nifti", "rle"] = "rle",
+        object: int | None = Query(
+            None, description="one object's index (default: all, as a label map)"
+        ),
+    ) -> Response:
+        """The label map (object i has label i + 1; a later object wins where they overlap), or
+        one object's mask (1 inside): gzipped NIfTI, or run-length JSON in Fortran order."""
+        with lock:
+            state = get_state(session_id)
+            if object is None:
+                labels, names = state.session.label_map()
+            else:
+                if not 0 <= object < len(state.session.objects):
+                    raise InputError(f"there is no object {object}")
+                labels = state.session.object_mask(object).astype(np.uint8)
+                names = {1: state.session.objects[object].name}
+            image = state.image
+        if format == "nifti":
+            dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+            return Response(
+                _nifti_bytes(labels.astype(dtype), image.affine),
+                media_type="application/gzip",
+                headers={"Content-Disposition": 'attachment; filename="mask.nii.gz"'},
+            )
+        payload = label_map_rle(labels)
+        payload["names"] = {str(k): v for k, v in names.items()}
+        return JSONResponse(payload)
+
+    @app.get("/api/sessions/{session_id}/stats", tags=["results"])
+    def stats(session_id: str) -> Response:
+        """SUVmax, SUVpeak, SUVmean, MTV and TLG per object (and per connected lesion)."""
+        from seganypet.quant import quantify
+
+        with lock:
+            state = get_state(session_id)
+            labels, names = state.session.label_map()
+            image = state.image
+        report = quantify(image, labels, label_names=names).to_dict()
+        return Response(json.dumps(report, default=_json_default), media_type="application/json")
+
+    @app.post("/api/sessions/{session_id}/save", tags=["results"])
+    def save(session_id: str, body: Annotated[SaveIn | None, Body()] = None) -> SavedFile:
+        """Write the label map (NIfTI) or a DICOM SEG (DICOM inputs) to the work folder."""
+        from seganypet.io.masks import save_mask
+
+        with lock:
+            state = get_state(session_id)
+            labels, names = state.session.label_map()
+            image = state.image
+        fmt = (body.format if body is not None else None) or (
+            "dicom-seg" if image.dicom_headers is not None else "nifti"
+        )
+        if fmt == "dicom-seg" and image.dicom_headers is None:
+            raise InputError("a DICOM SEG needs a DICOM input; save this study as nifti")
+        if not names:
+            raise InputError("there is nothing to save yet: no object has a mask")
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", state.name.removesuffix(".gz").removesuffix(".nii"))
+        filename = f"{stem.strip('._') or 'study'}_seg" + (
+            ".dcm" if fmt == "dicom-seg" else ".nii.gz"
+        )
+        path = save_mask(labels, names, image, work / "outputs" / session_id / filename, format=fmt)
+        return SavedFile(
+            file=filename,
+            format=fmt,
+            path=str(path),
+            download=f"/api/sessions/{session_id}/saved/{filename}",
+        )
+
+    @app.get(
+        "/api/sessions/{session_id}/saved/{filename}", tags=["results"], response_class=FileResponse
+    )
+    def download(session_id: str, filename: str) -> FileResponse:
+        """A file written by save."""
+        get_state(session_id)
+        if not SAVED_NAME.match(filename):
+            raise HTTPException(404, "no such saved file")
+        path = work / "outputs" / session_id / filename
+        if not path.is_file():
+            raise HTTPException(404, "no such saved file; save first")
+        media = "application/dicom" if filename.endswith(".dcm") else "application/gzip"
+        return FileResponse(path, media_type=media, filename=filename)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        page = STATIC_DIR / "index.html"
+        if page.is_file():
+            return HTMLResponse(page.read_text(encoding="utf-8"))
+        return HTMLResponse(
+            "<!doctype html><title>seganypet serve</title><h1>seganypet serve</h1>"
+            "<p>The HTTP API is described at <code>/api/openapi.json</code>.</p>"
+        )
+
+    return app
+
+
+def _same_study(previous: dict[str, Any], header: dict[str, Any]) -> bool:
+    return (
+        previous.get("study") == header["study"]
+        and previous.get("shape") == header["shape"]
+        and np.allclose(previous.get("affine", np.zeros((4, 4))), header["affine"], atol=1e-4)
+    )

@@ -1,0 +1,132 @@
+"""``seganypet serve``: the command line of the HTTP server."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from seganypet.errors import InputError
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def choose_token(host: str, token: str) -> str:
+    """The token to require: ``auto`` makes one, except on a non-loopback address (refused)."""
+    if token == "auto":
+        if not is_loopback(host):
+            raise InputError(
+                f"--host {host} is reachable from other machines: give an explicit --token "
+                "(or SEGANYPET_TOKEN) that you share with them, or bind 127.0.0.1"
+            )
+        return secrets.token_hex(24)
+    if len(token) < 8:
+        raise InputError("--token must be at least 8 characters (or 'auto')")
+    return token
+
+
+def server_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}/"
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    token = choose_token(args.host, args.token)
+    data = Path(args.data)
+    if not data.is_dir():
+        raise InputError(f"--data {data}: no such folder")
+    if not 0 < args.max_upload_mb:
+        raise InputError("--max-upload-mb must be positive")
+
+    import uvicorn
+
+    from seganypet.model import configure_threads, load_model
+    from seganypet.server.app import create_app
+
+    configure_threads(args.threads)
+    model = load_model(args.model)
+    app = create_app(
+        data,
+        model,
+        token,
+        work_dir=args.work,
+        max_upload_bytes=int(args.max_upload_mb * 1_000_000),
+    )
+    url = server_url(args.host, args.port)
+    print(
+        f"seganypet serve: studies under {data.resolve()}, work folder {app.state.work_dir}\n"
+        f"    To open the viewer, copy and paste this URL into a browser:\n"
+        f"        {url}?token={token}\n"
+        f"    API clients send the header 'Authorization: Bearer {token}'; schema at "
+        f"{url}api/openapi.json",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host.strip("[]"), port=args.port, log_level=args.log_level)
+
+
+def add_serve_parser(subparsers) -> argparse.ArgumentParser:
+    help = (
+        "Serve the interactive session over HTTP (browser viewer and API) on 127.0.0.1, "
+        "with a token; every interaction is journaled so a crash loses no work."
+    )
+    p = subparsers.add_parser("serve", help=help, description=help)
+    p.set_defaults(func=cmd_serve)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SEGANYPET_TOKEN", "auto"),
+        help="the token every request must carry; 'auto' (default) generates one and prints it "
+        "(default: SEGANYPET_TOKEN if set). A non-loopback --host needs an explicit token",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path("."),
+        help="folder of studies (NIfTI files, DICOM folders); nothing outside it is served "
+        "(default: the current folder)",
+    )
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default' (the bundled model) or a checkpoint path (.safetensors or .pth)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        help="folder for journals, uploads and saved masks (default: DATA/.seganypet)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=2048,
+        help="largest accepted upload in MB (default 2048)",
+    )
+    p.add_argument(
+        "--threads", type=int, help="torch threads (default: SEGANYPET_NUM_THREADS or all cores)"
+    )
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default warning)",
+    )
+    return p
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from seganypet.cli import main
+
+    sys.exit(main(["serve", *sys.argv[1:]]))

@@ -1,0 +1,369 @@
+"""The HTTP API of ``seganypet serve`` (FastAPI's TestClient; a test-double network):
+the token on every request, studies only from under --data, capped and checked uploads,
+prompts, masks, statistics, save and download, and the journal replayed on reopening."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from conftest import shared_path  # noqa: E402
+from seganypet.cli import EXIT_USER_ERROR, main  # noqa: E402
+from seganypet.errors import InputError  # noqa: E402
+from seganypet.model.config import ModelConfig  # noqa: E402
+from seganypet.server.app import create_app, decode_rle, label_map_rle  # noqa: E402
+from seganypet.server.client import nifti_array  # noqa: E402
+from seganypet.server.command import choose_token, is_loopback  # noqa: E402
+from seganypet.server.journal import Journal  # noqa: E402
+
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HOT = (slice(10, 20), slice(12, 22), slice(8, 16))  # the hot cube, SUV 8 on a background of 1
+
+
+class ThresholdNetwork:
+    """Segments every crop voxel above ``threshold``, minus spheres around negative clicks."""
+
+    def __init__(self, threshold: float = 3.0, input_size: int = 32, spacing_mm: float = 3.0):
+        self.config = ModelConfig(
+            preset="double",
+            input_size=input_size,
+            spacing_mm=spacing_mm,
+            normalisation="none",
+            low_res_size=input_size // 4,
+        )
+        self.threshold = threshold
+
+    def embed(self, crop):
+        return crop
+
+    def decode(self, embedding, points, labels, boxes=None, mask_logits=None):
+        low = F.avg_pool3d(embedding, 4)[0, 0] - self.threshold
+        size = self.config.low_res_size[0]
+        centres = (torch.arange(size, dtype=torch.float32) + 0.5) * 4 - 0.5
+        grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1)
+        for point, label in zip(points[0], labels[0], strict=True):
+            if label == 0:
+                low = torch.where(torch.linalg.norm(grid - point, dim=-1) < 6, -5.0, low)
+        return (low * 4)[None, None], torch.ones(1, 1)
+
+
+def _image_array() -> np.ndarray:
+    array = np.ones((32, 30, 24), np.float32)
+    array[HOT] = 8.0
+    return array
+
+
+AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
+
+
+def _nifti_gz_bytes() -> bytes:
+    return gzip.compress(nib.Nifti1Image(_image_array(), AFFINE).to_bytes())
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    (data / "patient1").mkdir(parents=True)
+    (data / "patient1" / "pet.nii.gz").write_bytes(_nifti_gz_bytes())
+    (tmp_path / "secret.nii.gz").write_bytes(_nifti_gz_bytes())
+    return data
+
+
+def _client(data: Path, **kwargs) -> TestClient:
+    app = create_app(data, ThresholdNetwork(), TOKEN, **kwargs)
+    return TestClient(app, headers=AUTH)
+
+
+def _open(client: TestClient, study: str = "patient1/pet.nii.gz") -> dict:
+    response = client.post("/api/sessions", json={"study": study})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _labels(client: TestClient, sid: str) -> np.ndarray:
+    response = client.get(f"/api/sessions/{sid}/mask", params={"format": "rle"})
+    assert response.status_code == 200, response.text
+    return decode_rle(response.json())
+
+
+# ---- safety --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/api/health", "/api/studies", "/api/openapi.json"])
+def test_every_request_needs_the_token(data_dir: Path, path: str) -> None:
+    app = create_app(data_dir, ThresholdNetwork(), TOKEN)
+    bare = TestClient(app)
+    assert bare.get(path).status_code == 401
+    assert bare.get(path, headers={"Authorization": "Bearer wrong-token-xyz"}).status_code == 401
+    assert bare.get(path, params={"token": TOKEN[:-1]}).status_code == 401
+    assert bare.get(path, headers=AUTH).status_code == 200
+    assert bare.get(path, params={"token": TOKEN}).status_code == 200
+    assert bare.post("/api/sessions", json={"study": "patient1/pet.nii.gz"}).status_code == 401
+
+
+def test_short_tokens_and_open_binds_without_a_token_are_refused() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+    assert len(choose_token("127.0.0.1", "auto")) >= 32
+    assert choose_token("127.0.0.1", "auto") != choose_token("127.0.0.1", "auto")
+    with pytest.raises(InputError, match="explicit --token"):
+        choose_token("0.0.0.0", "auto")
+    assert choose_token("0.0.0.0", "a-shared-secret") == "a-shared-secret"
+    with pytest.raises(InputError, match="at least 8"):
+        choose_token("127.0.0.1", "short")
+
+
+def test_serve_command_refuses_a_public_address_without_a_token(tmp_path: Path, capsys) -> None:
+    assert main(["serve", "--host", "0.0.0.0", "--data", str(tmp_path)]) == EXIT_USER_ERROR
+    assert "explicit --token" in capsys.readouterr().err
+
+
+def test_only_studies_under_data_are_served(data_dir: Path, tmp_path: Path) -> None:
+    client = _client(data_dir)
+    (data_dir / "link.nii.gz").symlink_to(tmp_path / "secret.nii.gz")
+    (data_dir / "linkdir").symlink_to(tmp_path, target_is_directory=True)
+    (data_dir / "series").mkdir()
+    (data_dir / "series" / "x.dcm").symlink_to(tmp_path / "secret.nii.gz")
+    for study in [
+        "../secret.nii.gz",
+        "patient1/../../secret.nii.gz",
+        str(tmp_path / "secret.nii.gz"),
+        "/etc/passwd",
+        "link.nii.gz",
+        "linkdir/secret.nii.gz",
+        "series",
+        "missing.nii.gz",
+        ".seganypet",
+    ]:
+        response = client.post("/api/sessions", json={"study": study})
+        assert response.status_code == 400, (study, response.text)
+    listed = [s["path"] for s in client.get("/api/studies").json()]
+    assert listed == ["patient1/pet.nii.gz"]
+
+
+def test_uploads_are_capped_and_only_nifti_or_zip(data_dir: Path, tmp_path: Path) -> None:
+    client = _client(data_dir, work_dir=tmp_path / "work", max_upload_bytes=20_000)
+    upload = "/api/sessions/upload"
+    payload = _nifti_gz_bytes()
+    assert len(payload) < 20_000
+    response = client.post(upload, params={"filename": "scan.nii.gz"}, content=payload)
+    assert response.status_code == 200, response.text
+    assert response.json()["shape"] == [32, 30, 24]
+
+    big = os.urandom(30_000)
+    assert client.post(upload, params={"filename": "b.nii"}, content=big).status_code == 413
+
+    def chunks():  # no Content-Length: the stream is counted as it arrives
+        for _ in range(30):
+            yield b"\x1f\x8b" + b"\0" * 998
+
+    assert client.post(upload, params={"filename": "c.nii.gz"}, content=chunks()).status_code == 413
+
+    pickled = pickle.dumps({"weights": [1, 2, 3]})
+    for name in ("model.pkl", "model.pth", "model.pt", "x.npy"):
+        assert client.post(upload, params={"filename": name}, content=pickled).status_code == 400
+    response = client.post(upload, params={"filename": "disguised.nii.gz"}, content=pickled)
+    assert response.status_code == 400 and "not a gzipped NIfTI" in response.json()["detail"]
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../escape.dcm", b"x")
+    response = client.post(upload, params={"filename": "s.zip"}, content=archive.getvalue())
+    assert response.status_code == 400 and "unsafe path" in response.json()["detail"]
+    assert (
+        not (tmp_path / "escape.dcm").exists() and not (tmp_path / "work" / "escape.dcm").exists()
+    )
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.dcm", b"\0" * 200_000)
+    assert len(bomb.getvalue()) < 20_000
+    response = client.post(upload, params={"filename": "s.zip"}, content=bomb.getvalue())
+    assert response.status_code == 413
+
+
+# ---- the session ---------------------------------------------------------------------------
+
+
+def test_prompts_objects_masks_and_stats(data_dir: Path) -> None:
+    client = _client(data_dir)
+    info = _open(client)
+    sid = info["session_id"]
+    assert info["shape"] == [32, 30, 24] and info["objects"][0]["name"] == "object 1"
+
+    response = client.post(
+        f"/api/sessions/{sid}/points", json={"voxel": [5, 5, 5], "positive": False}
+    )
+    assert response.status_code == 400 and "positive" in response.json()["detail"]
+    response = client.post(f"/api/sessions/{sid}/points", json={"voxel": [99, 5, 5]})
+    assert response.status_code == 400 and "outside the image" in response.json()["detail"]
+    assert client.post(f"/api/sessions/{sid}/points", json={"voxel": [1, 2]}).status_code == 422
+
+    info = client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]}).json()
+    hot = np.zeros((32, 30, 24), bool)
+    hot[HOT] = True
+    labels = _labels(client, sid)
+    assert labels.dtype == np.uint16 and labels.shape == (32, 30, 24)
+    dice = 2 * ((labels == 1) & hot).sum() / ((labels == 1).sum() + hot.sum())
+    assert dice > 0.8
+    assert info["objects"][0]["voxels"] == int((labels == 1).sum())
+    assert info["can_undo"]
+
+    nifti = client.get(f"/api/sessions/{sid}/mask", params={"format": "nifti"})
+    assert nifti.headers["content-type"] == "application/gzip"
+    np.testing.assert_array_equal(nifti_array(nifti.content), labels)
+    image = nifti_array(client.get(f"/api/sessions/{sid}/image").content)
+    np.testing.assert_array_equal(image, _image_array())
+
+    stats = client.get(f"/api/sessions/{sid}/stats").json()
+    (row,) = stats["labels"]
+    assert row["name"] == "object 1"
+    assert row["suv_max"] == pytest.approx(8.0)
+    assert set(row) >= {"suv_max", "suv_peak", "suv_mean", "mtv_ml", "tlg"}
+
+    info = client.post(f"/api/sessions/{sid}/objects", json={"name": "liver"}).json()
+    assert info["current"] == 1 and info["objects"][1]["name"] == "liver"
+    info = client.post(
+        f"/api/sessions/{sid}/boxes", json={"lo": [8, 10, 6], "hi": [22, 24, 18]}
+    ).json()
+    assert info["objects"][1]["voxels"] > 0
+    info = client.patch(f"/api/sessions/{sid}/objects/1", json={"name": "lesion"}).json()
+    assert info["objects"][1]["name"] == "lesion"
+    info = client.post(f"/api/sessions/{sid}/reset").json()
+    assert info["objects"][1]["voxels"] == 0 and info["objects"][1]["prompts"] == 0
+    info = client.post(f"/api/sessions/{sid}/undo").json()
+    assert info["objects"][1]["prompts"] == 1
+    info = client.post(f"/api/sessions/{sid}/objects/0/select").json()
+    assert info["current"] == 0
+    assert client.post(f"/api/sessions/{sid}/objects/7/select").status_code == 400
+    assert client.get("/api/sessions/0123456789abcdef").status_code == 404
+
+    schema = client.get("/api/openapi.json").json()
+    assert {"/api/sessions", "/api/sessions/upload", "/api/sessions/{session_id}/points"} <= set(
+        schema["paths"]
+    )
+
+
+def test_save_and_download_a_nifti_label_map(data_dir: Path) -> None:
+    client = _client(data_dir)
+    sid = _open(client)["session_id"]
+    assert client.post(f"/api/sessions/{sid}/save").status_code == 400  # nothing yet
+    client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]})
+    response = client.post(f"/api/sessions/{sid}/save", json={})
+    assert response.status_code == 200, response.text
+    saved = response.json()
+    assert saved["format"] == "nifti" and saved["file"] == "patient1_pet_seg.nii.gz"
+    assert Path(saved["path"]).is_file()
+    download = client.get(saved["download"])
+    assert download.status_code == 200
+    np.testing.assert_array_equal(nifti_array(download.content), _labels(client, sid))
+    response = client.post(f"/api/sessions/{sid}/save", json={"format": "dicom-seg"})
+    assert response.status_code == 400 and "DICOM input" in response.json()["detail"]
+    assert client.get(f"/api/sessions/{sid}/saved/..%2F..%2Fjournals").status_code == 404
+
+
+def test_dicom_upload_saves_a_dicom_seg(tmp_path: Path) -> None:
+    series = shared_path("data", "sts_crops_dicom_gml", "STS_001", "image")
+    data = tmp_path / "data"
+    data.mkdir()
+    client = _client(data)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(series.rglob("*")):
+            if file.is_file():
+                zf.write(file, f"series/{file.name}")
+    response = client.post(
+        "/api/sessions/upload", params={"filename": "sts001.zip"}, content=archive.getvalue()
+    )
+    assert response.status_code == 200, response.text
+    info = response.json()
+    assert info["dicom"]
+    sid = info["session_id"]
+    shape = info["shape"]
+    array = nifti_array(client.get(f"/api/sessions/{sid}/image").content)
+    hottest = np.unravel_index(np.argmax(array), array.shape)
+    client.post(f"/api/sessions/{sid}/points", json={"voxel": [float(v) for v in hottest]})
+    saved = client.post(f"/api/sessions/{sid}/save").json()
+    assert saved["format"] == "dicom-seg" and saved["file"].endswith(".dcm")
+    import pydicom
+
+    seg = pydicom.dcmread(io.BytesIO(client.get(saved["download"]).content))
+    assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "object 1"
+    assert list(shape) == list(array.shape)
+
+
+# ---- the journal ---------------------------------------------------------------------------
+
+
+def test_reopening_replays_the_journal(data_dir: Path) -> None:
+    client = _client(data_dir)
+    sid = _open(client)["session_id"]
+    client.post(f"/api/sessions/{sid}/points", json={"voxel": [5, 5, 5], "positive": False})
+    client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]})
+    client.post(f"/api/sessions/{sid}/points", json={"voxel": [11, 13, 9], "positive": False})
+    client.post(f"/api/sessions/{sid}/objects", json={"name": "second"})
+    client.post(f"/api/sessions/{sid}/boxes", json={"lo": [8, 10, 6], "hi": [22, 24, 18]})
+    client.post(f"/api/sessions/{sid}/undo")
+    client.post(f"/api/sessions/{sid}/points", json={"voxel": [12, 14, 10]})
+    before = client.get(f"/api/sessions/{sid}").json()
+    labels = _labels(client, sid)
+    assert before["objects"][0]["voxels"] > 0 and (labels == 2).any()
+
+    journal = data_dir / ".seganypet" / "journals" / f"{sid}.jsonl"
+    lines = journal.read_text().splitlines()
+    assert json.loads(lines[0])["op"] == "open" and len(lines) == 8
+    with open(journal, "ab") as handle:  # a crash in the middle of an append
+        handle.write(b'{"op":"point","voxel":[1,')
+
+    again = _client(data_dir)  # a new server process on the same work folder
+    after = _open(again)
+    assert after["replayed"] == 7
+    for key in ("objects", "current", "can_undo"):
+        assert after[key] == before[key]
+    np.testing.assert_array_equal(_labels(again, sid), labels)
+    assert journal.read_bytes().endswith(b"\n"), "the torn line is cut off"
+    again.post(f"/api/sessions/{sid}/undo")
+    assert len(journal.read_text().splitlines()) == 9
+
+
+def test_a_changed_image_sets_the_old_journal_aside(data_dir: Path) -> None:
+    client = _client(data_dir)
+    sid = _open(client)["session_id"]
+    client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]})
+    bigger = np.ones((40, 30, 24), np.float32)
+    nib.save(nib.Nifti1Image(bigger, AFFINE), data_dir / "patient1" / "pet.nii.gz")
+    info = _open(_client(data_dir))
+    assert info["replayed"] == 0 and info["objects"][0]["prompts"] == 0
+    kept = list((data_dir / ".seganypet" / "journals").glob(f"{sid}.stale-*.jsonl"))
+    assert len(kept) == 1 and '"op":"point"' in kept[0].read_text()
+
+
+def test_journal_and_rle_round_trip(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    assert journal.read() == (None, [])
+    journal.start({"study": "x"})
+    journal.append({"op": "undo"})
+    header, ops = journal.read()
+    assert header["study"] == "x" and [op["op"] for op in ops] == ["undo"]
+    labels = np.zeros((5, 4, 3), np.uint16)
+    labels[1:3, 2, 1] = 2
+    labels[4, 3, 2] = 1
+    payload = label_map_rle(labels)
+    assert sum(payload["runs"][1::2]) == labels.size
+    np.testing.assert_array_equal(decode_rle(payload), labels)
