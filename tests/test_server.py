@@ -26,6 +26,7 @@ from conftest import shared_path  # noqa: E402
 from seganypet.cli import EXIT_USER_ERROR, main  # noqa: E402
 from seganypet.errors import InputError  # noqa: E402
 from seganypet.model.config import ModelConfig  # noqa: E402
+from seganypet.server.app import STATIC_DIR as STATIC  # noqa: E402
 from seganypet.server.app import create_app, decode_rle, label_map_rle  # noqa: E402
 from seganypet.server.client import nifti_array  # noqa: E402
 from seganypet.server.command import choose_token, is_loopback  # noqa: E402
@@ -367,3 +368,33 @@ def test_journal_and_rle_round_trip(tmp_path: Path) -> None:
     payload = label_map_rle(labels)
     assert sum(payload["runs"][1::2]) == labels.size
     np.testing.assert_array_equal(decode_rle(payload), labels)
+
+
+# ---- the viewer page -----------------------------------------------------------------------
+
+
+def test_viewer_page_and_vendored_niivue_are_served_with_the_token(data_dir: Path) -> None:
+    import hashlib
+
+    app = create_app(data_dir, ThresholdNetwork(), TOKEN)
+    bare = TestClient(app)
+    assert bare.get("/static/app.js").status_code == 401
+    assert bare.get("/static/niivue/index.js").status_code == 401
+    page = bare.get("/", params={"token": TOKEN})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"/static/niivue/index.js?token={TOKEN}" in page.text
+    assert f"/static/app.js?token={TOKEN}" in page.text
+    assert "__TOKEN" not in page.text
+    assert "http://" not in page.text and "https://" not in page.text, "no CDN"
+    script = bare.get("/static/app.js", params={"token": TOKEN})
+    assert script.status_code == 200 and script.headers["content-type"].startswith(
+        "text/javascript"
+    )
+    assert "https://" not in script.text
+    bundle = bare.get("/static/niivue/index.js", params={"token": TOKEN})
+    assert bundle.headers["content-type"].startswith("text/javascript")
+    provenance = json.loads((STATIC / "niivue" / "niivue.json").read_text())
+    assert hashlib.sha256(bundle.content).hexdigest() == provenance["sha256"]
+    assert "BSD 2-Clause" in (STATIC / "niivue" / "LICENSE").read_text()
+    for path in ["/static/../app.py", "/static/%2e%2e/app.py", "/static/niivue/LICENSE"]:
+        assert bare.get(path, params={"token": TOKEN}).status_code == 404, path

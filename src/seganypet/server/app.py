@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 import json
 import logging
 import os
 import re
 import secrets
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -49,6 +51,12 @@ log = logging.getLogger("seganypet.server")
 
 DEFAULT_MAX_UPLOAD_MB = 2048
 STATIC_DIR = Path(__file__).with_name("static")
+STATIC_TYPES = {
+    ".js": "text/javascript",
+    ".html": "text/html",
+    ".css": "text/css",
+    ".json": "application/json",
+}
 SAVED_NAME = re.compile(r"^[A-Za-z0-9._-]+\.(nii\.gz|dcm)$")
 
 Voxel = Annotated[list[float], Field(min_length=3, max_length=3)]
@@ -547,13 +555,22 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def index() -> Response:
-        page = STATIC_DIR / "index.html"
-        if page.is_file():
-            return HTMLResponse(page.read_text(encoding="utf-8"))
-        return HTMLResponse(
-            "<!doctype html><title>seganypet serve</title><h1>seganypet serve</h1>"
-            "<p>The HTTP API is described at <code>/api/openapi.json</code>.</p>"
-        )
+        """The viewer page, with the token written into its script URLs."""
+        page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        page = page.replace("__TOKEN_URL__", urllib.parse.quote(token, safe=""))
+        page = page.replace("__TOKEN_HTML__", html.escape(token, quote=True))
+        return HTMLResponse(page, headers={"Referrer-Policy": "no-referrer"})
+
+    @app.get("/static/{path:path}", include_in_schema=False)
+    def static(path: str) -> FileResponse:
+        """The viewer's own files and the vendored NiiVue bundle (never anything else)."""
+        try:
+            file = resolve_under(STATIC_DIR, path)
+        except InputError:
+            raise HTTPException(404, "not found") from None
+        if not file.is_file() or file.suffix not in STATIC_TYPES:
+            raise HTTPException(404, "not found")
+        return FileResponse(file, media_type=STATIC_TYPES[file.suffix])
 
     return app
 
