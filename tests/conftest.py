@@ -25,3 +25,9 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(f"CI must have its fixtures: {reason}")
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _state_in_tmp(tmp_path_factory, monkeypatch):
+    """Keep per-user state (server journals) out of the home folder during tests."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

@@ -27,7 +27,12 @@ from seganypet.cli import EXIT_USER_ERROR, main  # noqa: E402
 from seganypet.errors import InputError  # noqa: E402
 from seganypet.model.config import ModelConfig  # noqa: E402
 from seganypet.server.app import STATIC_DIR as STATIC  # noqa: E402
-from seganypet.server.app import create_app, decode_rle, label_map_rle  # noqa: E402
+from seganypet.server.app import (  # noqa: E402
+    create_app,
+    decode_rle,
+    default_work_dir,
+    label_map_rle,
+)
 from seganypet.server.client import nifti_array  # noqa: E402
 from seganypet.server.command import choose_token, is_loopback  # noqa: E402
 from seganypet.server.journal import Journal  # noqa: E402
@@ -326,7 +331,7 @@ def test_reopening_replays_the_journal(data_dir: Path) -> None:
     labels = _labels(client, sid)
     assert before["objects"][0]["voxels"] > 0 and (labels == 2).any()
 
-    journal = data_dir / ".seganypet" / "journals" / f"{sid}.jsonl"
+    journal = default_work_dir(data_dir.resolve()) / "journals" / f"{sid}.jsonl"
     lines = journal.read_text().splitlines()
     assert json.loads(lines[0])["op"] == "open" and len(lines) == 8
     with open(journal, "ab") as handle:  # a crash in the middle of an append
@@ -351,7 +356,7 @@ def test_a_changed_image_sets_the_old_journal_aside(data_dir: Path) -> None:
     nib.save(nib.Nifti1Image(bigger, AFFINE), data_dir / "patient1" / "pet.nii.gz")
     info = _open(_client(data_dir))
     assert info["replayed"] == 0 and info["objects"][0]["prompts"] == 0
-    kept = list((data_dir / ".seganypet" / "journals").glob(f"{sid}.stale-*.jsonl"))
+    kept = list((default_work_dir(data_dir.resolve()) / "journals").glob(f"{sid}.stale-*.jsonl"))
     assert len(kept) == 1 and '"op":"point"' in kept[0].read_text()
 
 

@@ -178,6 +178,13 @@ def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
 
 
 # ---------------------------------------------------------------------------- the app
+def default_work_dir(data_root: Path) -> Path:
+    """Per-data-folder state under ``$XDG_STATE_HOME/seganypet/serve`` (``~/.local/state``)."""
+    state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(str(data_root).encode()).hexdigest()[:16]
+    return state_home / "seganypet" / "serve" / f"{data_root.name}-{digest}"
+
+
 def create_app(
     data_dir: str | os.PathLike,
     model: Any,
@@ -190,14 +197,15 @@ def create_app(
 
     ``model`` is a :class:`~seganypet.model.network.PromptableNetwork` or a checkpoint path for
     :func:`~seganypet.model.load_model`. ``token`` is required on every request. Journals,
-    uploads and saved masks go to ``work_dir`` (default ``data_dir/.seganypet``).
+    uploads and saved masks go to ``work_dir`` (default: :func:`default_work_dir`, outside the
+    data folder, which may be read-only and is the user's, not ours).
     """
     if not token or len(token) < 8:
         raise InputError("the server needs a token of at least 8 characters")
     data_root = Path(data_dir).resolve()
     if not data_root.is_dir():
         raise InputError(f"{data_dir}: the data folder does not exist")
-    work = Path(work_dir) if work_dir is not None else data_root / ".seganypet"
+    work = Path(work_dir) if work_dir is not None else default_work_dir(data_root)
     work = work.resolve()
     (work / "journals").mkdir(parents=True, exist_ok=True)
     if not hasattr(model, "decode"):
@@ -376,11 +384,7 @@ def create_app(
         """Open a study under the data folder; its journal, if any, is replayed."""
         path = resolve_under(data_root, body.study)
         relative = path.relative_to(data_root).as_posix()
-        if (
-            relative == ".seganypet"
-            or relative.startswith(".seganypet/")
-            or path.is_relative_to(work)
-        ):
+        if path.is_relative_to(work):
             raise InputError(f"{body.study!r}: the server's work folder is not a study")
         state = open_study(f"data:{relative}", relative, path)
         with lock:

@@ -106,7 +106,8 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--work",
         type=Path,
-        help="folder for journals, uploads and saved masks (default: DATA/.seganypet)",
+        help="folder for journals, uploads and saved masks "
+        "(default: ~/.local/state/seganypet/serve/<data folder name>-<hash>)",
     )
     p.add_argument(
         "--max-upload-mb",
