@@ -111,7 +111,7 @@ def test_fast_network_reproduces_the_reference_rounds(reference):
 
 @pytest.mark.slow
 def test_reference_order_attention_reproduces_the_embedding(reference):
-    """The padded (reference-order) attention gives the golden embedding to 1e-4."""
+    """The padded (reference-order) attention gives every golden array to 1e-4."""
     net, _manifest, golden, x = reference
     net.image_encoder.attention_mode = "padded"
     try:
@@ -119,3 +119,21 @@ def test_reference_order_attention_reproduces_the_embedding(reference):
     finally:
         net.image_encoder.attention_mode = "fast"
     assert _maxdiff(emb, golden["image_embedding"]) <= TOL
+
+    # From that embedding, every round chained on our own previous logits matches too.
+    previous = None
+    for r, prompt in enumerate(_manifest["rounds"]):
+        points = torch.tensor([prompt["points"]], dtype=torch.float32)
+        labels = torch.tensor([prompt["labels"]])
+        mask_input = torch.zeros(1, 1, 32, 32, 32) if previous is None else previous
+        with torch.no_grad():
+            sparse, dense = net.prompt_encoder((points, labels), None, mask_input)
+        logits, iou = net.decode(emb, points, labels, mask_logits=previous)
+        for name, ours in [
+            ("sparse_embeddings", sparse),
+            ("dense_embeddings", dense),
+            ("low_res_logits", logits),
+            ("iou", iou),
+        ]:
+            assert _maxdiff(ours, golden[f"round{r}_{name}"]) <= TOL, (r, name)
+        previous = logits
