@@ -112,3 +112,14 @@ def test_missing_default_model_says_so(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == EXIT_USER_ERROR and "model" in err.lower()
+
+
+def test_reference_order_gives_the_same_mask(tmp_path, small_model, capsys):
+    image = shared_path("data", "ibsi_sts_crops", "STS_002", "PET_image.nii.gz")
+    masks = []
+    for extra in ([], ["--reference-order"]):
+        out = tmp_path / f"mask{len(extra)}.nii.gz"
+        argv = ["segment", "-i", image, "-o", out, "--point", "15,15,20", "--model", small_model]
+        assert main([str(a) for a in [*argv, *extra]]) == 0, capsys.readouterr().err
+        masks.append(np.asarray(nib.load(str(out)).dataobj))
+    assert (masks[0] != masks[1]).mean() < 1e-3
