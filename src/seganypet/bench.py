@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 
+from seganypet.errors import InputError
 from seganypet.model.checkpoint import load_model
-from seganypet.model.network import SamMed3D
-from seganypet.model.presets import PRESETS
+from seganypet.model.network import PromptableNetwork, SamMed3D, build_network
+from seganypet.model.presets import preset_names
 from seganypet.model.runtime import configure_threads
 
 
@@ -43,23 +44,35 @@ def _synthetic_crop(size: tuple[int, int, int], seed: int) -> torch.Tensor:
     return (blob + 0.3 * torch.randn(size, generator=gen))[None, None].float()
 
 
+def _tensors(embedding) -> list[torch.Tensor]:
+    return list(embedding) if isinstance(embedding, (tuple, list)) else [embedding]
+
+
+def _max_abs(embedding) -> float:
+    return max(float(t.abs().max()) for t in _tensors(embedding))
+
+
+def _max_abs_diff(a, b) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(_tensors(a), _tensors(b), strict=True))
+
+
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # kilobytes on Linux, bytes on macOS
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def _build(model: str | Path | SamMed3D, seed: int) -> SamMed3D:
-    if isinstance(model, SamMed3D):
+def _build(model: str | Path | PromptableNetwork, seed: int) -> PromptableNetwork:
+    if isinstance(model, PromptableNetwork) and not isinstance(model, (str, Path)):
         return model
-    if isinstance(model, str) and model in PRESETS:
+    if isinstance(model, str) and model in preset_names():
         torch.manual_seed(seed)  # random weights: the timing does not depend on them
-        return SamMed3D(model)
+        return build_network(model)
     return load_model(model)
 
 
 def run_benchmark(
-    model: str | Path | SamMed3D = "vit_b_ori",
+    model: str | Path | SamMed3D | PromptableNetwork = "vit_b_ori",
     repeats: int = 5,
     bf16: bool = False,
     *,
@@ -83,8 +96,12 @@ def run_benchmark(
     num_threads = configure_threads(threads)
     net = _build(model, seed)
     net.precision = "fp32"
-    attention_mode = net.image_encoder.attention_mode
-    net.image_encoder.attention_mode = "fast"
+    is_vit = isinstance(net, SamMed3D)
+    if compare_reference and not is_vit:
+        raise InputError("--compare-reference times the ViT's windowed attention: SAM-Med3D only")
+    if is_vit:
+        attention_mode = net.image_encoder.attention_mode
+        net.image_encoder.attention_mode = "fast"
     size = net.config.input_size
     x = _synthetic_crop(size, seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -113,6 +130,7 @@ def run_benchmark(
 
     result: dict[str, Any] = {
         "preset": net.config.preset,
+        "family": net.config.family,
         "parameters_m": round(sum(p.numel() for p in net.parameters()) / 1e6, 2),
         "input_size": list(size),
         "threads": num_threads,
@@ -137,8 +155,8 @@ def run_benchmark(
         result["bf16"] = {
             "embed_s_median": statistics.median(times16),
             "embed_s_min": min(times16),
-            "max_abs_diff_vs_fp32": float((emb16 - emb).abs().max()),
-            "embedding_abs_max": float(emb.abs().max()),
+            "max_abs_diff_vs_fp32": _max_abs_diff(emb16, emb),
+            "embedding_abs_max": _max_abs(emb),
         }
 
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
@@ -161,7 +179,8 @@ def run_benchmark(
             "peak_rss_mb": round(_peak_rss_mb(), 1),
         }
 
-    net.image_encoder.attention_mode = attention_mode
+    if is_vit:
+        net.image_encoder.attention_mode = attention_mode
     if print_json:
         print(json.dumps(result, indent=2))
     return result

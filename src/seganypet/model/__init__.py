@@ -2,7 +2,9 @@
 
 - :class:`PromptableNetwork`: the two calls (``embed``, ``decode``) the interactive session uses
   for every model family; :class:`ModelConfig`: crop size, spacing, normalisation and more.
-- :class:`SamMed3D`: the network (presets ``vit_b_ori`` for the released weights, ``small``).
+- :class:`SamMed3D`: the network (presets ``vit_b_ori`` for the released weights, ``small``);
+  :class:`PromptUNet`: the ``prompt_unet`` family (preset ``unet_small``);
+  :func:`build_network`: a fresh network of any family from a config or preset name.
 - :func:`load_model`, :func:`save_model`, :func:`convert_checkpoint`: checkpoints, read safely.
 """
 
@@ -15,8 +17,9 @@ from seganypet.model.checkpoint import (
     save_model,
 )
 from seganypet.model.config import NORMALISATIONS, ModelConfig, normalise_crop
-from seganypet.model.network import PromptableNetwork, SamMed3D
-from seganypet.model.presets import PRESETS, ArchSpec, default_config
+from seganypet.model.network import PromptableNetwork, SamMed3D, build_network
+from seganypet.model.presets import PRESETS, UNET_PRESETS, ArchSpec, UNetSpec, default_config
+from seganypet.model.prompt_unet import PromptUNet
 from seganypet.model.runtime import configure_threads
 
 __all__ = [
@@ -25,8 +28,12 @@ __all__ = [
     "PRESETS",
     "ArchSpec",
     "ModelConfig",
+    "UNET_PRESETS",
+    "PromptUNet",
     "PromptableNetwork",
     "SamMed3D",
+    "UNetSpec",
+    "build_network",
     "box_mask",
     "configure_threads",
     "convert_checkpoint",

@@ -41,7 +41,7 @@ import torch
 from seganypet.errors import InputError
 from seganypet.io.atomic import atomic_path
 from seganypet.model.config import ModelConfig
-from seganypet.model.network import SamMed3D
+from seganypet.model.network import PromptableNetwork, SamMed3D, build_network
 from seganypet.model.presets import PRESETS, default_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -80,8 +80,8 @@ def load_model(
     config: ModelConfig | None = None,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
-) -> SamMed3D:
-    """Load a network from a checkpoint path or a bundled model name.
+) -> SamMed3D | PromptableNetwork:
+    """Load a network (of any family) from a checkpoint path or a bundled model name.
 
     - a ``.safetensors`` written by :func:`save_model` (its config is inside);
     - a released / training torch checkpoint (``.pth``): the preset is recognised from the keys
@@ -93,7 +93,7 @@ def load_model(
     state_dict, stored_config = _read_checkpoint(path)
     config = config or stored_config or _infer_config(state_dict, path)
     _check_keys(state_dict, config, path)
-    model = SamMed3D(config)
+    model = build_network(config)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:  # dtype/shape problems not caught above
@@ -104,7 +104,7 @@ def load_model(
     return model.to(device).eval()
 
 
-def save_model(model: SamMed3D, path: str | os.PathLike) -> Path:
+def save_model(model: SamMed3D | PromptableNetwork, path: str | os.PathLike) -> Path:
     """Write ``model`` in our format: safetensors with the config in the metadata."""
     from safetensors.torch import save_file
 
@@ -259,7 +259,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig 
 @functools.lru_cache(maxsize=16)
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
-        model = SamMed3D(config)
+        model = build_network(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -316,7 +316,7 @@ def _infer_config(state_dict: Mapping[str, torch.Tensor], path: Path) -> ModelCo
     raise AssertionError("unreachable")
 
 
-def describe(model: SamMed3D) -> str:
+def describe(model: SamMed3D | PromptableNetwork) -> str:
     """One line about a loaded model (for logs and the CLI)."""
     c = model.config
     params = sum(p.numel() for p in model.parameters())

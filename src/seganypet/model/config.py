@@ -21,8 +21,18 @@ from seganypet.errors import InputError
 #: ``zscore_positive``: subtract the mean and divide by the standard deviation of the crop's
 #: voxels that are > 0, applied to every voxel of the crop. This is what SAM-Med3D and SegAnyPET
 #: trained with (torchio ``ZNormalization(masking_method=lambda x: x > 0)``: the sample standard
-#: deviation, n - 1 in the denominator); the released weights expect it. ``none``: the crop goes in as it is.
-NORMALISATIONS = ("zscore_positive", "none")
+#: deviation, n - 1 in the denominator); the released weights expect it. ``suv_log``:
+#: ``sign(x) * log1p(|x|)`` of the SUV, the same map for every crop, so a voxel's value keeps its
+#: absolute SUV meaning (an SUV 4 lesion looks the same in a crop of quiet lung and in one holding
+#: the bladder, which a per-crop z-score would rescale) while the long tail of hot organs is
+#: compressed (SUV 0-30 to 0-3.4); the sign keeps reconstruction's small negative values finite.
+#: It needs the image in SUV (the session and training both assume it). ``none``: the crop goes
+#: in as it is.
+NORMALISATIONS = ("zscore_positive", "suv_log", "none")
+
+#: Model families: ``sam_med3d`` (:class:`~seganypet.model.network.SamMed3D`) and
+#: ``prompt_unet`` (:class:`~seganypet.model.prompt_unet.PromptUNet`).
+FAMILIES = ("sam_med3d", "prompt_unet")
 
 CONFIG_VERSION = 1
 
@@ -49,7 +59,7 @@ class ModelConfig:
     which points are given too.
 
     - ``preset``: the architecture (a key of :data:`seganypet.model.presets.PRESETS`).
-    - ``family``: which kind of network (``sam_med3d`` for everything in this package).
+    - ``family``: which kind of network, one of :data:`FAMILIES`.
     - ``input_size``: the crop the network takes, in voxels.
     - ``spacing_mm``: the voxel size the crop must be resampled to (1.5 mm for the released
       SegAnyPET / SAM-Med3D weights).
@@ -82,7 +92,7 @@ class ModelConfig:
                 f"model config: unknown normalisation {self.normalisation!r}; "
                 f"expected one of {', '.join(NORMALISATIONS)}"
             )
-        if self.family != "sam_med3d":
+        if self.family not in FAMILIES:
             raise InputError(f"model config: unknown model family {self.family!r}")
 
     def replace(self, **changes: Any) -> ModelConfig:
@@ -139,6 +149,8 @@ def normalise_crop(crop: np.ndarray | torch.Tensor, method: str) -> torch.Tensor
         )
     if method == "none":
         return x.clone()
+    if method == "suv_log":
+        return torch.sign(x) * torch.log1p(x.abs())
     if method != "zscore_positive":
         raise InputError(f"unknown normalisation {method!r}; expected one of {NORMALISATIONS}")
     out = torch.empty_like(x)

@@ -56,7 +56,108 @@ class PromptableNetwork(Protocol):
         ...
 
 
-class SamMed3D(nn.Module):
+class PromptInputs:
+    """Input checks shared by the network families (needs ``config`` and ``device``)."""
+
+    config: ModelConfig
+    device: torch.device
+
+    def _check_image(self, image: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(image)
+        if x.ndim == 3:
+            x = x[None, None]
+        expected = (1, *self.config.input_size)
+        if x.ndim != 5 or tuple(x.shape[1:]) != expected:
+            raise InputError(
+                f"the network takes a normalised crop of shape (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return x.to(device=self.device, dtype=torch.float32)
+
+    def _check_points(self, points: Any, labels: Any):
+        if points is None:
+            if labels is not None and np.size(labels) != 0:
+                raise InputError("labels given without points")
+            return None, None
+        pts = torch.as_tensor(
+            np.asarray(points, dtype=np.float32) if not isinstance(points, torch.Tensor) else points
+        )
+        labs = torch.as_tensor(
+            np.asarray(labels, dtype=np.int64) if not isinstance(labels, torch.Tensor) else labels
+        )
+        if pts.numel() == 0:
+            return None, None
+        if pts.ndim == 2:
+            pts = pts.unsqueeze(0)
+        if labs.ndim == 1:
+            labs = labs.unsqueeze(0)
+        if pts.ndim != 3 or pts.shape[-1] != 3:
+            raise InputError(
+                f"points must be (B, N, 3) voxel indices, got shape {tuple(pts.shape)}"
+            )
+        if labs.shape != pts.shape[:2]:
+            raise InputError(f"labels {tuple(labs.shape)} do not match points {tuple(pts.shape)}")
+        if labs.is_floating_point():
+            labs = labs.round()
+        labs = labs.to(torch.int64)
+        if not bool(((labs == -1) | (labs == 0) | (labs == 1)).all()):
+            raise InputError("point labels must be 1 (positive), 0 (negative) or -1 (padding)")
+        pts = pts.to(torch.float32)
+        real = labs != -1
+        size = torch.tensor(self.config.input_size, dtype=torch.float32)
+        inside = torch.isfinite(pts).all(-1) & (pts >= -0.5).all(-1) & (pts <= size - 0.5).all(-1)
+        if bool((real & ~inside).any()):
+            raise InputError(f"a point lies outside the {self.config.input_size} crop")
+        return pts.to(self.device), labs.to(self.device)
+
+    def _check_mask_logits(self, mask_logits: torch.Tensor | None, batch: int) -> torch.Tensor:
+        shape = (1, *self.config.low_res_size)
+        if mask_logits is None:
+            return torch.zeros((batch, *shape), device=self.device)
+        m = torch.as_tensor(mask_logits, dtype=torch.float32, device=self.device)
+        if m.ndim == 3:
+            m = m[None, None]
+        if m.ndim != 5 or tuple(m.shape[1:]) != shape:
+            raise InputError(
+                f"mask_logits must be the previous low-resolution logits (B, {', '.join(map(str, shape))}), "
+                f"got {tuple(m.shape)}"
+            )
+        if m.shape[0] == 1 and batch > 1:
+            m = m.expand(batch, *shape)
+        return m
+
+    def _check_prompts(self, embedding_batch: int, points, labels, boxes, mask_logits):
+        """Checked prompts of one round, broadcast to a common batch size.
+
+        Returns ``(batch, points (B, N, 3) or None, labels (B, N) or None, boxes (B, 2, 3) or
+        None, mask_logits (B, 1, *low_res))`` (zeros for no mask).
+        """
+        pts, labs = self._check_points(points, labels)
+        sizes = [embedding_batch]
+        if pts is not None:
+            sizes.append(pts.shape[0])
+        if boxes is not None:
+            boxes = torch.as_tensor(boxes, dtype=torch.float32)
+            sizes.append(
+                boxes.shape[0]
+                if boxes.ndim == 3 or (boxes.ndim == 2 and boxes.shape[1] == 6)
+                else 1
+            )
+        if mask_logits is not None and torch.as_tensor(mask_logits).ndim == 5:
+            sizes.append(torch.as_tensor(mask_logits).shape[0])
+        batch = max(sizes)
+        if any(n not in (1, batch) for n in sizes):
+            raise InputError(f"batch sizes of embedding and prompts do not agree: {sizes}")
+        if pts is not None and pts.shape[0] != batch:
+            pts, labs = pts.expand(batch, -1, -1), labs.expand(batch, -1)
+        box_t = None
+        if boxes is not None:
+            box_t = as_boxes(boxes, batch, self.config.input_size, device=self.device)
+        mask_in = self._check_mask_logits(mask_logits, batch)
+        return batch, pts, labs, box_t, mask_in
+
+
+class SamMed3D(PromptInputs, nn.Module):
     """A SAM-Med3D-style network (``vit_b_ori`` for the released weights, ``small`` for CPU).
 
     Its state-dict keys are those of the reference (``image_encoder.*``, ``prompt_encoder.*``,
@@ -176,28 +277,9 @@ class SamMed3D(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt encoder and mask decoder on an embedding (with gradients if enabled)."""
         embedding = self._check_embedding(embedding)
-        pts, labs = self._check_points(points, labels)
-        sizes = [embedding.shape[0]]
-        if pts is not None:
-            sizes.append(pts.shape[0])
-        if boxes is not None:
-            boxes = torch.as_tensor(boxes, dtype=torch.float32)
-            sizes.append(
-                boxes.shape[0]
-                if boxes.ndim == 3 or (boxes.ndim == 2 and boxes.shape[1] == 6)
-                else 1
-            )
-        if mask_logits is not None and torch.as_tensor(mask_logits).ndim == 5:
-            sizes.append(torch.as_tensor(mask_logits).shape[0])
-        batch = max(sizes)
-        if any(n not in (1, batch) for n in sizes):
-            raise InputError(f"batch sizes of embedding and prompts do not agree: {sizes}")
-        if pts is not None and pts.shape[0] != batch:
-            pts, labs = pts.expand(batch, -1, -1), labs.expand(batch, -1)
-        box_t = None
-        if boxes is not None:
-            box_t = as_boxes(boxes, batch, self.config.input_size, device=self.device)
-        mask_in = self._check_mask_logits(mask_logits, batch)
+        batch, pts, labs, box_t, mask_in = self._check_prompts(
+            embedding.shape[0], points, labels, boxes, mask_logits
+        )
 
         learned_boxes = box_t if self.config.has_box_embeddings else None
         if box_t is not None and learned_boxes is None:
@@ -228,18 +310,6 @@ class SamMed3D(nn.Module):
 
     # ------------------------------------------------------------------------------ checks
 
-    def _check_image(self, image: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(image)
-        if x.ndim == 3:
-            x = x[None, None]
-        expected = (1, *self.config.input_size)
-        if x.ndim != 5 or tuple(x.shape[1:]) != expected:
-            raise InputError(
-                f"the network takes a normalised crop of shape (B, {', '.join(map(str, expected))}), "
-                f"got {tuple(x.shape)}"
-            )
-        return x.to(device=self.device, dtype=torch.float32)
-
     def _check_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
         grid = (self.arch.grid_size,) * 3
         if (
@@ -253,54 +323,17 @@ class SamMed3D(nn.Module):
             raise InputError(f"not an embedding of this network: {shape}; use its embed() output")
         return embedding
 
-    def _check_points(self, points: Any, labels: Any):
-        if points is None:
-            if labels is not None and np.size(labels) != 0:
-                raise InputError("labels given without points")
-            return None, None
-        pts = torch.as_tensor(
-            np.asarray(points, dtype=np.float32) if not isinstance(points, torch.Tensor) else points
-        )
-        labs = torch.as_tensor(
-            np.asarray(labels, dtype=np.int64) if not isinstance(labels, torch.Tensor) else labels
-        )
-        if pts.numel() == 0:
-            return None, None
-        if pts.ndim == 2:
-            pts = pts.unsqueeze(0)
-        if labs.ndim == 1:
-            labs = labs.unsqueeze(0)
-        if pts.ndim != 3 or pts.shape[-1] != 3:
-            raise InputError(
-                f"points must be (B, N, 3) voxel indices, got shape {tuple(pts.shape)}"
-            )
-        if labs.shape != pts.shape[:2]:
-            raise InputError(f"labels {tuple(labs.shape)} do not match points {tuple(pts.shape)}")
-        if labs.is_floating_point():
-            labs = labs.round()
-        labs = labs.to(torch.int64)
-        if not bool(((labs == -1) | (labs == 0) | (labs == 1)).all()):
-            raise InputError("point labels must be 1 (positive), 0 (negative) or -1 (padding)")
-        pts = pts.to(torch.float32)
-        real = labs != -1
-        size = torch.tensor(self.config.input_size, dtype=torch.float32)
-        inside = torch.isfinite(pts).all(-1) & (pts >= -0.5).all(-1) & (pts <= size - 0.5).all(-1)
-        if bool((real & ~inside).any()):
-            raise InputError(f"a point lies outside the {self.config.input_size} crop")
-        return pts.to(self.device), labs.to(self.device)
 
-    def _check_mask_logits(self, mask_logits: torch.Tensor | None, batch: int) -> torch.Tensor:
-        shape = (1, *self.config.low_res_size)
-        if mask_logits is None:
-            return torch.zeros((batch, *shape), device=self.device)
-        m = torch.as_tensor(mask_logits, dtype=torch.float32, device=self.device)
-        if m.ndim == 3:
-            m = m[None, None]
-        if m.ndim != 5 or tuple(m.shape[1:]) != shape:
-            raise InputError(
-                f"mask_logits must be the previous low-resolution logits (B, {', '.join(map(str, shape))}), "
-                f"got {tuple(m.shape)}"
-            )
-        if m.shape[0] == 1 and batch > 1:
-            m = m.expand(batch, *shape)
-        return m
+def build_network(config: ModelConfig | str) -> nn.Module:
+    """A fresh network (random weights) for a config or preset name, whatever its family.
+
+    The one place that maps a :class:`ModelConfig` to a network class; ``load_model``, the
+    trainer and ``bench`` all build through it.
+    """
+    if isinstance(config, str):
+        config = default_config(config)
+    if config.family == "prompt_unet":
+        from seganypet.model.prompt_unet import PromptUNet
+
+        return PromptUNet(config)
+    return SamMed3D(config)

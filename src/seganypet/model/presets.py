@@ -8,6 +8,11 @@ giving 32³ low-resolution logits.
 ``small`` is built from the same modules for training and running on a CPU: 64³ crops at 3 mm
 (the same 192 mm field of view as ``vit_b_ori``), patch 8 (again an 8³ grid), 256 wide, 4
 blocks, window 4 (no padding) with blocks 1 and 3 global, and a 192-wide decoder.
+
+The ``prompt_unet`` family (:mod:`seganypet.model.prompt_unet`) has its own presets in
+:data:`UNET_PRESETS`: ``unet_small`` is a residual 3D U-Net on 64³ crops at 3 mm whose 32³
+features are decoded per click by a light prompt U-Net. :func:`default_config` and
+:func:`preset_family` know both kinds.
 """
 
 from __future__ import annotations
@@ -78,17 +83,79 @@ PRESETS: dict[str, ArchSpec] = {
 }
 
 
+@dataclass(frozen=True)
+class UNetSpec:
+    """Hyper-parameters of one ``prompt_unet`` network (see :mod:`seganypet.model.prompt_unet`).
+
+    ``encoder_channels``: widths of the image U-Net at input/2, /4, /8 and /16 (the first is
+    the width of the low-resolution features the decoder reads); ``stem_channels``: width of
+    the one convolution at full input resolution. ``head_channels``: widths of the per-click
+    prompt U-Net at low_res, /2 and /4. ``click_sigma``: the click Gaussians' standard
+    deviation in low-resolution voxels.
+    """
+
+    img_size: int = 64
+    low_res: int = 32
+    spacing_mm: float = 3.0
+    stem_channels: int = 16
+    encoder_channels: tuple[int, ...] = (24, 32, 64, 128)
+    head_channels: tuple[int, int, int] = (12, 24, 48)
+    iou_hidden: int = 32
+    click_sigma: float = 1.5
+    normalisation: str = "suv_log"
+
+
+UNET_PRESETS: dict[str, UNetSpec] = {
+    "unet_small": UNetSpec(),
+}
+
+
+def preset_names() -> list[str]:
+    """Every preset name, of every family."""
+    return sorted({*PRESETS, *UNET_PRESETS})
+
+
+def preset_family(preset: str) -> str:
+    """``sam_med3d`` or ``prompt_unet``; raises for an unknown preset."""
+    if preset in PRESETS:
+        return "sam_med3d"
+    if preset in UNET_PRESETS:
+        return "prompt_unet"
+    raise InputError(f"unknown model preset {preset!r}; known presets: {', '.join(preset_names())}")
+
+
 def get_arch(preset: str) -> ArchSpec:
     try:
         return PRESETS[preset]
     except KeyError:
         raise InputError(
-            f"unknown model preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}"
+            f"unknown model preset {preset!r}; known SAM-Med3D presets: {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+def get_unet_arch(preset: str) -> UNetSpec:
+    try:
+        return UNET_PRESETS[preset]
+    except KeyError:
+        raise InputError(
+            f"unknown prompt_unet preset {preset!r}; known: {', '.join(sorted(UNET_PRESETS))}"
         ) from None
 
 
 def default_config(preset: str = "vit_b_ori", **changes) -> ModelConfig:
     """The config a freshly built ``preset`` network gets (released-weight conventions)."""
+    if preset_family(preset) == "prompt_unet":
+        spec = get_unet_arch(preset)
+        config = ModelConfig(
+            preset=preset,
+            family="prompt_unet",
+            input_size=(spec.img_size,) * 3,
+            spacing_mm=(spec.spacing_mm,) * 3,
+            normalisation=spec.normalisation,
+            low_res_size=(spec.low_res,) * 3,
+            has_box_embeddings=True,
+        )
+        return config.replace(**changes) if changes else config
     arch = get_arch(preset)
     config = ModelConfig(
         preset=preset,
@@ -103,6 +170,8 @@ def default_config(preset: str = "vit_b_ori", **changes) -> ModelConfig:
 
 def check_config(config: ModelConfig) -> ArchSpec:
     """The preset's architecture, after checking the config's sizes agree with it."""
+    if config.family != "sam_med3d":
+        raise InputError(f"model config: a {config.family} config is not a SAM-Med3D network's")
     arch = get_arch(config.preset)
     if config.input_size != (arch.img_size,) * 3:
         raise InputError(
@@ -115,3 +184,16 @@ def check_config(config: ModelConfig) -> ArchSpec:
             f"{config.preset!r} ({arch.low_res_size}³)"
         )
     return arch
+
+
+def check_unet_config(config: ModelConfig) -> UNetSpec:
+    """The ``prompt_unet`` preset's spec, after checking the config's sizes agree with it."""
+    spec = get_unet_arch(config.preset)
+    if config.family != "prompt_unet":
+        raise InputError(f"model config: preset {config.preset!r} is of family prompt_unet")
+    if config.input_size != (spec.img_size,) * 3 or config.low_res_size != (spec.low_res,) * 3:
+        raise InputError(
+            f"model config: sizes {config.input_size} / {config.low_res_size} do not match preset "
+            f"{config.preset!r} ({spec.img_size}³ / {spec.low_res}³)"
+        )
+    return spec

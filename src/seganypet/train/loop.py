@@ -36,7 +36,8 @@ clipping at ``grad_clip_norm``, bf16 autocast on CPU and CUDA (``precision``).
 Only the network's ``embed``/``decode`` (through
 :func:`~seganypet.train.objective.trainable_calls`), ``config``, ``parameters()`` and state
 dict are used, so any :class:`~seganypet.model.network.PromptableNetwork` family trains here;
-:func:`build_network` is the one place that knows SamMed3D.
+:func:`build_network` (through :func:`seganypet.model.network.build_network`) is the one place
+that builds a network from a preset or config.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ from seganypet.io.atomic import atomic_path, write_text_atomic
 from seganypet.model.checkpoint import BOX_KEYS, load_model, save_model
 from seganypet.model.config import ModelConfig
 from seganypet.model.network import SamMed3D
-from seganypet.model.presets import default_config
+from seganypet.model.network import build_network as build_model_network
+from seganypet.model.presets import default_config, preset_family
 from seganypet.model.runtime import available_cpus, configure_threads
 from seganypet.train.augment import Augmentation
 from seganypet.train.clicks import (
@@ -134,19 +136,30 @@ def weights_digest(network: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def build_network(config: TrainConfig) -> SamMed3D:
-    """A fresh ``preset`` network, or the ``init`` checkpoint's (box embeddings added if asked)."""
+def build_network(config: TrainConfig) -> nn.Module:
+    """A fresh ``preset`` network, or the ``init`` checkpoint's (box embeddings added if asked).
+
+    ``box_embeddings`` concerns SAM-Med3D only: a ``prompt_unet`` always takes boxes.
+    """
     torch.manual_seed(config.seed)
     if config.init is None:
         preset = config.preset or "small"
-        return SamMed3D(default_config(preset, has_box_embeddings=config.box_embeddings))
+        if preset_family(preset) == "sam_med3d":
+            return build_model_network(
+                default_config(preset, has_box_embeddings=config.box_embeddings)
+            )
+        return build_model_network(default_config(preset))
     network = load_model(config.init)
     if config.preset is not None and config.preset != network.config.preset:
         raise InputError(
             f"--init {config.init} is a {network.config.preset!r} network but --preset is "
             f"{config.preset!r}; leave --preset out when fine-tuning"
         )
-    if config.box_embeddings and not network.config.has_box_embeddings:
+    if (
+        config.box_embeddings
+        and isinstance(network, SamMed3D)
+        and not network.config.has_box_embeddings
+    ):
         network = _with_box_embeddings(network)
     return network
 
@@ -297,7 +310,7 @@ class Trainer:
 
         if checkpoint is not None:
             torch.manual_seed(config.seed)
-            self.network = SamMed3D(ModelConfig.from_json(checkpoint["model_config"]))
+            self.network = build_model_network(ModelConfig.from_json(checkpoint["model_config"]))
             self.network.load_state_dict(checkpoint["model"])
         else:
             self.network = build_network(config)
