@@ -547,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="vit_b_ori",
-        help="a preset (random weights: vit_b_ori, small), 'default' or a checkpoint path",
+        help="a preset (random weights: vit_b_ori, small, unet_small), 'default' or a checkpoint path",
     )
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions (default 5)")
     p.add_argument(
