@@ -7,8 +7,8 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import shared_path
 
+from conftest import shared_path
 from seganypet.cli import main
 
 

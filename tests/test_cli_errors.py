@@ -12,8 +12,8 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from conftest import shared_path
 
+from conftest import shared_path
 from seganypet.cli import EXIT_USER_ERROR, main
 
 
@@ -53,7 +53,9 @@ def edit_series(folder, **changes):
 
 
 def test_truncated_nifti(tmp_path, capsys):
-    nib.save(nib.Nifti1Image(np.ones((30, 30, 30), np.float32), np.eye(4)), str(tmp_path / "a.nii.gz"))
+    nib.save(
+        nib.Nifti1Image(np.ones((30, 30, 30), np.float32), np.eye(4)), str(tmp_path / "a.nii.gz")
+    )
     data = (tmp_path / "a.nii.gz").read_bytes()
     (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 3])
     code, _, err = run_cli(capsys, "info", tmp_path / "cut.nii.gz")
@@ -124,7 +126,9 @@ def test_missing_patient_weight_then_supplied(tmp_path, capsys):
     edit_series(folder, PatientWeight=None)
     code, _, err = run_cli(capsys, "convert", folder, "-o", tmp_path / "o.nii.gz")
     assert_one_clear_line(code, err, "PatientWeight", "--weight-kg")
-    code, _, err = run_cli(capsys, "convert", folder, "-o", tmp_path / "o.nii.gz", "--weight-kg", "70")
+    code, _, err = run_cli(
+        capsys, "convert", folder, "-o", tmp_path / "o.nii.gz", "--weight-kg", "70"
+    )
     assert code == 0, err
     assert (tmp_path / "o.nii.gz").exists()
 

@@ -23,7 +23,9 @@ def test_canonical_view_round_trips_exactly(affine):
         c = view.voxel_from_input(np.array(ijk, float))
         assert view.image.array[tuple(np.rint(c).astype(int))] == image.array[ijk]
         np.testing.assert_allclose(view.voxel_to_input(c), ijk, atol=1e-9)
-        np.testing.assert_allclose(view.image.voxel_to_world(c), image.voxel_to_world(ijk), atol=1e-9)
+        np.testing.assert_allclose(
+            view.image.voxel_to_world(c), image.voxel_to_world(ijk), atol=1e-9
+        )
 
 
 def test_spacing_and_voxel_volume_follow_affine():

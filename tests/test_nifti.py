@@ -49,6 +49,8 @@ def test_nan_voxels_are_refused(tmp_path):
 
 
 def test_non_integer_mask_is_refused(tmp_path):
-    nib.save(nib.Nifti1Image(np.full((3, 3, 3), 0.5, np.float32), np.eye(4)), str(tmp_path / "m.nii.gz"))
+    nib.save(
+        nib.Nifti1Image(np.full((3, 3, 3), 0.5, np.float32), np.eye(4)), str(tmp_path / "m.nii.gz")
+    )
     with pytest.raises(InputError, match="non-integer"):
         read_nifti_labels(tmp_path / "m.nii.gz")

@@ -72,7 +72,10 @@ def read_nifti_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_nifti(
-    array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, header_like: PetImage | None = None
+    array: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    header_like: PetImage | None = None,
 ) -> Path:
     """Write ``array`` placed by ``affine`` to ``path`` atomically."""
     path = Path(path)
@@ -81,7 +84,11 @@ def write_nifti(
     img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    if header_like is not None and header_like.is_suv and np.issubdtype(np.asarray(array).dtype, np.floating):
+    if (
+        header_like is not None
+        and header_like.is_suv
+        and np.issubdtype(np.asarray(array).dtype, np.floating)
+    ):
         img.header["descrip"] = header_like.units.encode()[:80]
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
