@@ -54,3 +54,12 @@ def test_non_integer_mask_is_refused(tmp_path):
     )
     with pytest.raises(InputError, match="non-integer"):
         read_nifti_labels(tmp_path / "m.nii.gz")
+
+
+def test_outputs_are_readable_by_others(tmp_path):
+    from seganypet.model import SamMed3D, save_model
+
+    write_nifti(np.ones((2, 2, 2), np.float32), np.eye(4), tmp_path / "a.nii.gz")
+    save_model(SamMed3D("small"), tmp_path / "m.safetensors")
+    for name in ("a.nii.gz", "m.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o044, name

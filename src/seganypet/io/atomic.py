@@ -27,6 +27,7 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared files
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # again: some writers replace the file we made
         os.replace(tmp_path, destination)
     finally:
         if tmp_path.exists():
