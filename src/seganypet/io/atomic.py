@@ -24,10 +24,9 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     )
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared files
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # again: some writers replace the file we made
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp (or the writer) made it 0600
         os.replace(tmp_path, destination)
     finally:
         if tmp_path.exists():
