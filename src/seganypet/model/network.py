@@ -57,10 +57,21 @@ class PromptableNetwork(Protocol):
 
 
 class PromptInputs:
-    """Input checks shared by the network families (needs ``config`` and ``device``)."""
+    """Input checks and the precision setting shared by the network families (needs ``config``
+    and ``device``)."""
 
     config: ModelConfig
     device: torch.device
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+        self._precision = value
 
     def _check_image(self, image: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(image)
@@ -205,16 +216,6 @@ class SamMed3D(PromptInputs, nn.Module):
         self.eval()
 
     # ----------------------------------------------------------------------------- settings
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
-    @precision.setter
-    def precision(self, value: str) -> None:
-        if value not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
-        self._precision = value
 
     def _autocast(self):
         if self._precision == "bf16":

@@ -46,7 +46,7 @@ from torch import nn
 from seganypet.errors import InputError
 from seganypet.model.boxes import box_mask
 from seganypet.model.config import ModelConfig
-from seganypet.model.network import PRECISIONS, PromptInputs
+from seganypet.model.network import PromptInputs
 from seganypet.model.presets import check_unet_config, default_config
 
 PROMPT_CHANNELS = 4  # positive clicks, negative clicks, box, previous mask
@@ -258,16 +258,6 @@ class PromptUNet(PromptInputs, nn.Module):
         self.eval()
 
     # ----------------------------------------------------------------------------- settings
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
-    @precision.setter
-    def precision(self, value: str) -> None:
-        if value not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
-        self._precision = value
 
     @property
     def device(self) -> torch.device:
