@@ -15,17 +15,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from conftest import shared_path  # noqa: E402
+from network_doubles import ThresholdNetwork  # noqa: E402
 from seganypet.cli import EXIT_USER_ERROR, main  # noqa: E402
 from seganypet.errors import InputError  # noqa: E402
-from seganypet.model.config import ModelConfig  # noqa: E402
 from seganypet.server.app import STATIC_DIR as STATIC  # noqa: E402
 from seganypet.server.app import (  # noqa: E402
     create_app,
@@ -42,31 +40,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HOT = (slice(10, 20), slice(12, 22), slice(8, 16))  # the hot cube, SUV 8 on a background of 1
 
 
-class ThresholdNetwork:
-    """Segments every crop voxel above ``threshold``, minus spheres around negative clicks."""
-
-    def __init__(self, threshold: float = 3.0, input_size: int = 32, spacing_mm: float = 3.0):
-        self.config = ModelConfig(
-            preset="double",
-            input_size=input_size,
-            spacing_mm=spacing_mm,
-            normalisation="none",
-            low_res_size=input_size // 4,
-        )
-        self.threshold = threshold
-
-    def embed(self, crop):
-        return crop
-
-    def decode(self, embedding, points, labels, boxes=None, mask_logits=None):
-        low = F.avg_pool3d(embedding, 4)[0, 0] - self.threshold
-        size = self.config.low_res_size[0]
-        centres = (torch.arange(size, dtype=torch.float32) + 0.5) * 4 - 0.5
-        grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1)
-        for point, label in zip(points[0], labels[0], strict=True):
-            if label == 0:
-                low = torch.where(torch.linalg.norm(grid - point, dim=-1) < 6, -5.0, low)
-        return (low * 4)[None, None], torch.ones(1, 1)
+def server_double() -> ThresholdNetwork:
+    return ThresholdNetwork(threshold=3.0, input_size=32, spacing_mm=3.0)
 
 
 def _image_array() -> np.ndarray:
@@ -92,7 +67,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def _client(data: Path, **kwargs) -> TestClient:
-    app = create_app(data, ThresholdNetwork(), TOKEN, **kwargs)
+    app = create_app(data, server_double(), TOKEN, **kwargs)
     return TestClient(app, headers=AUTH)
 
 
@@ -113,7 +88,7 @@ def _labels(client: TestClient, sid: str) -> np.ndarray:
 
 @pytest.mark.parametrize("path", ["/", "/api/health", "/api/studies", "/api/openapi.json"])
 def test_every_request_needs_the_token(data_dir: Path, path: str) -> None:
-    app = create_app(data_dir, ThresholdNetwork(), TOKEN)
+    app = create_app(data_dir, server_double(), TOKEN)
     bare = TestClient(app)
     assert bare.get(path).status_code == 401
     assert bare.get(path, headers={"Authorization": "Bearer wrong-token-xyz"}).status_code == 401
@@ -381,7 +356,7 @@ def test_journal_and_rle_round_trip(tmp_path: Path) -> None:
 def test_viewer_page_and_vendored_niivue_are_served_with_the_token(data_dir: Path) -> None:
     import hashlib
 
-    app = create_app(data_dir, ThresholdNetwork(), TOKEN)
+    app = create_app(data_dir, server_double(), TOKEN)
     bare = TestClient(app)
     assert bare.get("/static/app.js").status_code == 401
     assert bare.get("/static/niivue/index.js").status_code == 401
