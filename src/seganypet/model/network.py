@@ -57,11 +57,36 @@ class PromptableNetwork(Protocol):
 
 
 class PromptInputs:
-    """Input checks and the precision setting shared by the network families (needs ``config``
-    and ``device``)."""
+    """What the network families share: input checks, the precision setting, and ``embed`` /
+    ``decode`` as no-grad wrappers of each family's differentiable ``encode_image`` /
+    ``predict`` (which the trainer calls). A family provides ``config``, ``device``,
+    ``encode_image`` and ``predict``."""
 
     config: ModelConfig
     device: torch.device
+
+    def embed(self, image: torch.Tensor | np.ndarray) -> Any:
+        """Normalised crop ``(B, 1, *input_size)`` to the family's embedding, without gradients."""
+        x = self._check_image(image)
+        with torch.no_grad():
+            return self.encode_image(x)
+
+    def decode(
+        self,
+        embedding: Any,
+        points: Any,
+        labels: Any,
+        boxes: Any = None,
+        mask_logits: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One prompt round without gradients: float32 ``(low_res_logits, iou)``."""
+        with torch.no_grad():
+            return self.predict(embedding, points, labels, boxes, mask_logits)
+
+    def _autocast(self):
+        if self._precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     @property
     def precision(self) -> str:
@@ -217,34 +242,9 @@ class SamMed3D(PromptInputs, nn.Module):
 
     # ----------------------------------------------------------------------------- settings
 
-    def _autocast(self):
-        if self._precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     @property
     def device(self) -> torch.device:
         return self.image_encoder.pos_embed.device
-
-    # ---------------------------------------------------------------------------- inference
-
-    def embed(self, image: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Normalised crop ``(B, 1, *input_size)`` to the image embedding ``(B, C, *grid)``."""
-        x = self._check_image(image)
-        with torch.no_grad():
-            return self.encode_image(x)
-
-    def decode(
-        self,
-        embedding: torch.Tensor,
-        points: Any,
-        labels: Any,
-        boxes: Any = None,
-        mask_logits: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One prompt round, see the module docstring. Returns float32 logits and IoU."""
-        with torch.no_grad():
-            return self.predict(embedding, points, labels, boxes, mask_logits)
 
     # ------------------------------------------------------------------ differentiable parts
 

@@ -35,10 +35,8 @@ U-Net under bfloat16 autocast, the prompt head always in float32.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -263,36 +261,11 @@ class PromptUNet(PromptInputs, nn.Module):
     def device(self) -> torch.device:
         return self.prompt_head.out.weight.device
 
-    # ---------------------------------------------------------------------------- inference
-
-    def embed(self, image: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, ...]:
-        """Normalised crop ``(B, 1, *input_size)`` to the cached features (a tuple of 3)."""
-        x = self._check_image(image)
-        with torch.no_grad():
-            return self.encode_image(x)
-
-    def decode(
-        self,
-        embedding: tuple[torch.Tensor, ...],
-        points: Any,
-        labels: Any,
-        boxes: Any = None,
-        mask_logits: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One prompt round: ``(logits (B, 1, *low_res_size), iou (B, 1))``, float32."""
-        with torch.no_grad():
-            return self.predict(embedding, points, labels, boxes, mask_logits)
-
     # ------------------------------------------------------------------ differentiable parts
 
     def encode_image(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The image U-Net (with gradients if enabled); honours ``precision``."""
-        context = (
-            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-            if self._precision == "bf16"
-            else contextlib.nullcontext()
-        )
-        with context:
+        with self._autocast():
             features = self.image_encoder(x)
         return tuple(f.float() for f in features)
 
