@@ -105,13 +105,31 @@ def test_bad_prompts_are_one_clear_line(tmp_path, small_model, capsys, prompt, m
     assert not (tmp_path / "m.nii.gz").exists()
 
 
-def test_missing_default_model_says_so(tmp_path, capsys):
+def test_the_bundled_default_model_needs_no_model_flag(tmp_path, capsys):
     image = shared_path("data", "ibsi_sts_crops", "STS_002", "PET_image.nii.gz")
+    masks = []
+    for extra in ([], ["--model", "default"]):
+        out = tmp_path / f"mask{len(extra)}.nii.gz"
+        argv = ["segment", "-i", str(image), "-o", str(out), "--point", "15,15,20", *extra]
+        assert main(argv) == 0, capsys.readouterr().err
+        masks.append(np.asarray(nib.load(str(out)).dataobj))
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert masks[0][15, 15, 20] == 1  # the clicked voxel, the hot centre of the sarcoma
     code = main(
-        ["segment", "-i", str(image), "-o", str(tmp_path / "m.nii.gz"), "--point", "15,15,20"]
+        [
+            "segment",
+            "-i",
+            str(image),
+            "-o",
+            str(tmp_path / "x.nii.gz"),
+            "--point",
+            "15,15,20",
+            "--model",
+            "no_such_model",
+        ]
     )
     err = capsys.readouterr().err
-    assert code == EXIT_USER_ERROR and "model" in err.lower()
+    assert code == EXIT_USER_ERROR and "no bundled model named 'no_such_model'" in err
 
 
 def test_reference_order_gives_the_same_mask(tmp_path, small_model, capsys):

@@ -294,6 +294,37 @@ def test_crops_place_the_target_off_centre_with_zero_padding(tmp_path, blob_data
     np.testing.assert_array_equal(corner[16:, 16:, 16:], cases[0].image[:16, :16, :16])
 
 
+def test_oversample_repeats_one_data_sets_targets(tmp_path, blob_data):
+    manifest = {
+        "name": "real",
+        "label_names": {"liver": 1, "lesion": 2},
+        "cases": [
+            {
+                "image": f"{blob_data}/imagesTr/case_000_0000.nii.gz",
+                "label": f"{blob_data}/labelsTr/case_000.nii.gz",
+                "id": "r0",
+            }
+        ],
+    }
+    (tmp_path / "real.json").write_text(json.dumps(manifest))
+    sources = find_cases([str(blob_data), str(tmp_path / "real.json")])
+    cases = prepare_cache(sources, (SPACING,) * 3, ("lesion",), tmp_path / "cache")
+    settings = dict(min_target_voxels=10, min_target_ml=0.1, crop_offset_fraction=0.25)
+    plain = TargetCrops(cases, _model_config(), **settings)
+    weighted = TargetCrops(cases, _model_config(), oversample={"real": 4}, **settings)
+    count = lambda crops, name: sum(  # noqa: E731
+        crops.cases[r.case].source.dataset == name for r in crops.targets
+    )
+    assert count(plain, "real") == 3 and count(weighted, "real") == 12
+    assert count(weighted, "blobs") == count(plain, "blobs") == 9
+    assert weighted.skipped == plain.skipped == 4  # each speck once, however often it is drawn
+    with pytest.raises(InputError, match="DATASET=N"):
+        _config(tmp_path, blob_data, oversample=("real=0",))
+    trainer_config = _config(tmp_path, blob_data, oversample=("nosuch=3",))
+    with pytest.raises(InputError, match="oversample names no data set nosuch; the data sets are"):
+        train(trainer_config)
+
+
 def _model_config():
     from seganypet.model.presets import default_config
 

@@ -379,6 +379,12 @@ def cmd_synth(args: argparse.Namespace) -> None:
     print(f"wrote {args.cases} phantoms to {args.output} ({dataset_json.name} lists the labels)")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from seganypet.demo import run_demo
+
+    run_demo(args.output, args.model, args.seed, args.clicks, real=not args.no_real)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seganypet",
@@ -572,6 +578,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="dataset seed: the same seed gives the same phantoms"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command(
+        "demo",
+        cmd_demo,
+        "Segment a lesion and an organ of a synthetic whole-body phantom with simulated clicks "
+        "and the bundled model (and the sarcoma of the real STS_001 scan when ../shared/data is "
+        "present); writes images, masks, SUV statistics and coronal MIP figures.",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("seganypet-demo"),
+        help="output folder (default ./seganypet-demo)",
+    )
+    p.add_argument("--model", default="default", help="model name or checkpoint (default: default)")
+    p.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
+    p.add_argument("--clicks", type=int, default=3, help="simulated clicks per object (default 3)")
+    p.add_argument("--no-real", action="store_true", help="skip the real STS_001 case")
 
     from seganypet.evaluate.command import add_evaluate_parser
     from seganypet.server.command import add_serve_parser

@@ -99,6 +99,22 @@ Voxel = tuple[int, int, int]
 # ====================================================================================== cases
 
 
+def shared_data_dir() -> Path | None:
+    """The project's real PET data (``shared/data``, kept beside the checkout), when present.
+
+    ``$SEGANYPET_SHARED`` names the ``shared`` folder; otherwise ``../shared`` from the working
+    directory, then the folder beside the source checkout this package runs from.
+    """
+    candidates = (
+        [Path(os.environ["SEGANYPET_SHARED"])] if os.environ.get("SEGANYPET_SHARED") else []
+    )
+    candidates += [Path.cwd().parent / "shared", Path(__file__).resolve().parents[3] / "shared"]
+    for shared in candidates:
+        if (shared / "data").is_dir():
+            return (shared / "data").resolve()
+    return None
+
+
 @dataclass(frozen=True)
 class CaseSource:
     """Where one case's image and label map are, and what is known about them."""

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from seganypet.datasets import shared_data_dir
 from seganypet.errors import InputError
-from seganypet.image import PetImage
+from seganypet.image import CanonicalView, PetImage
 
-SHARED = Path(
-    os.environ.get("SEGANYPET_SHARED", Path(__file__).resolve().parents[3].parent / "shared")
-)
-STS001_DIR = SHARED / "data" / "sts001_wholebody_ge" / "image"
+STS001_DIR = (shared_data_dir() or Path("../shared/data")) / "sts001_wholebody_ge" / "image"
 STS001_SUV_FACTOR = 2.42903e-4  # SUVbw per Bq/ml, see shared/data/README.md
 DEFAULT_WINDOW = (0.0, 10.0)
 
@@ -29,9 +27,14 @@ def coronal_mip(image: PetImage) -> tuple[np.ndarray, float]:
 
     Returns the projection and the display aspect (height / width of one pixel).
     """
-    canonical = image.canonical().image  # axes R, A, S
-    mip = canonical.array.max(axis=1)  # (x, z)
-    spacing = canonical.spacing
+    view = image.canonical()
+    return coronal_projection(view, view.image.array)
+
+
+def coronal_projection(view: CanonicalView, canonical: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`coronal_mip` of any array on ``view``'s canonical (R, A, S) grid, such as a mask."""
+    mip = np.asarray(canonical).max(axis=1)  # (x, z)
+    spacing = view.image.spacing
     return np.ascontiguousarray(mip[::-1, ::-1].T), spacing[2] / spacing[0]
 
 

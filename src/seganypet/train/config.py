@@ -33,6 +33,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint to fine-tune from (load_model path)
     cache_dir: str | None = None  # default: $SEGANYPET_CACHE or ~/.cache/seganypet/train
     low_quality_data: tuple[str, ...] = ()  # --data entries whose labels are noisy (CPCL)
+    oversample: tuple[str, ...] = ()  # "DATASET=N": its training targets are drawn N times
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
     num_threads: int | None = None  # torch threads per process (default: CPUs / processes)
@@ -123,6 +124,7 @@ class TrainConfig:
         for name in ("zoom_range", "intensity_scale_range"):
             lo, hi = getattr(self, name)
             _check(0 < lo <= hi, f"{name} must be two positive numbers, low first")
+        oversample_factors(self.oversample)
         if self.stop_at_step is not None:
             _check(self.stop_at_step >= 1, "stop_at_step must be at least 1")
         if self.num_threads is not None:
@@ -147,6 +149,19 @@ class TrainConfig:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise InputError(f"training config: {message}")
+
+
+def oversample_factors(entries: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """``("ibsi=20",)`` as ``{"ibsi": 20}``: how often each data set's training targets are drawn."""
+    factors: dict[str, int] = {}
+    for entry in entries:
+        name, _, count = str(entry).partition("=")
+        _check(
+            bool(name.strip()) and count.strip().isdigit() and int(count) >= 1,
+            f"oversample entries are DATASET=N with a whole N >= 1, got {entry!r}",
+        )
+        factors[name.strip()] = int(count)
+    return factors
 
 
 _HINTS: dict[str, Any] | None = None

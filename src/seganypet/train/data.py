@@ -523,8 +523,10 @@ class TargetCrops:
         min_target_ml: float,
         crop_offset_fraction: float,
         augmentation: Augmentation | None = None,
+        oversample: dict[str, int] | None = None,
     ) -> None:
         self.cases = list(cases)
+        oversample = oversample or {}
         self.model_config = model_config
         self.crop_offset_fraction = crop_offset_fraction
         self.augmentation = augmentation
@@ -533,8 +535,13 @@ class TargetCrops:
             for index, case in enumerate(self.cases)
             for target in case.targets
             if keep_target(target, min_target_voxels, min_target_ml)
+            for _ in range(oversample.get(case.source.dataset, 1))
         ]
-        self.skipped = sum(len(c.targets) for c in self.cases) - len(self.targets)
+        self.skipped = sum(
+            not keep_target(target, min_target_voxels, min_target_ml)
+            for case in self.cases
+            for target in case.targets
+        )
 
     def __len__(self) -> int:
         return len(self.targets)

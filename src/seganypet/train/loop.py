@@ -73,7 +73,7 @@ from seganypet.train.clicks import (
     dice_scores,
     first_prompts,
 )
-from seganypet.train.config import TrainConfig, from_dict
+from seganypet.train.config import TrainConfig, from_dict, oversample_factors
 from seganypet.train.data import (
     CachedCase,
     Sample,
@@ -373,6 +373,12 @@ class Trainer:
     def _prepare_data(self) -> None:
         config = self.config
         sources = find_cases(config.data, config.low_quality_data)
+        unknown = set(oversample_factors(config.oversample)) - {s.dataset for s in sources}
+        if unknown:
+            raise InputError(
+                f"oversample names no data set {', '.join(sorted(unknown))}; the data sets are "
+                f"{', '.join(sorted({s.dataset for s in sources}))}"
+            )
         if config.cpcl and not any(s.low_quality for s in sources):
             if self.processes.is_main:
                 warnings.warn(
@@ -402,6 +408,7 @@ class Trainer:
             self.train_cases,
             self.model_config,
             augmentation=Augmentation.from_config(config),
+            oversample=oversample_factors(config.oversample),
             **crops,
         )
         self.val_set = TargetCrops(self.val_cases, self.model_config, **crops)
