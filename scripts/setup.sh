@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up seganypet on this machine: the CPU build of PyTorch, then the package.
 #   bash scripts/setup.sh          the package, to use it
-#   bash scripts/setup.sh --dev    also the test tools: pytest, ruff, and Debian's dicom3tools
-#                                  (dciodvfy validates the DICOM SEG we write) and chromium
+#   bash scripts/setup.sh --dev    also the test tools: pytest, ruff, playwright, and Debian's
+#                                  dicom3tools (dciodvfy validates the DICOM SEG we write) and
+#                                  chromium (the browser test drives the system's chromium; it
+#                                  never needs `playwright install`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +12,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 if [ "$dev" = 1 ]; then
-  apt_packages="dicom3tools"
+  apt_packages="dicom3tools chromium"
   missing=""
   for pkg in $apt_packages; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

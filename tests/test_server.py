@@ -241,6 +241,46 @@ def test_prompts_objects_masks_and_stats(data_dir: Path) -> None:
     )
 
 
+def test_a_study_stored_the_other_way_round_stays_on_its_own_grid(tmp_path: Path) -> None:
+    """Voxels, masks, statistics and saved files are on the study's grid, never on the session's
+    RAS working copy (a DICOM series, stored LPS, is the usual case)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    array = np.ascontiguousarray(_image_array()[::-1, ::-1])  # the same body, x and y reversed
+    affine = AFFINE.copy()
+    for axis in (0, 1):
+        affine[:3, 3] += affine[:3, axis] * (array.shape[axis] - 1)
+        affine[:3, axis] *= -1
+    (data / "lps.nii.gz").write_bytes(gzip.compress(nib.Nifti1Image(array, affine).to_bytes()))
+    client = _client(data)
+    info = _open(client, "lps.nii.gz")
+    sid = info["session_id"]
+    np.testing.assert_allclose(info["affine"], affine)
+    hot = np.zeros(array.shape, bool)
+    hot[::-1, ::-1][HOT] = True
+    centre = np.argwhere(hot).mean(0).round().tolist()
+    client.post(f"/api/sessions/{sid}/points", json={"voxel": centre})
+    labels = _labels(client, sid)
+    assert 2 * (labels.astype(bool) & hot).sum() / (labels.astype(bool).sum() + hot.sum()) > 0.8
+
+    served = nib.Nifti1Image.from_bytes(
+        gzip.decompress(client.get(f"/api/sessions/{sid}/image").content)
+    )
+    np.testing.assert_array_equal(np.asarray(served.dataobj), array)
+    np.testing.assert_allclose(served.affine, affine)
+    mask = nib.Nifti1Image.from_bytes(
+        gzip.decompress(client.get(f"/api/sessions/{sid}/mask", params={"format": "nifti"}).content)
+    )
+    np.testing.assert_allclose(mask.affine, affine)
+    np.testing.assert_array_equal(np.asarray(mask.dataobj), labels)
+    (row,) = client.get(f"/api/sessions/{sid}/stats").json()["labels"]
+    assert row["suv_max"] == pytest.approx(8.0) and row["voxels"] == int(labels.sum())
+    assert row["suv_mean"] == pytest.approx(array[labels > 0].mean(), rel=1e-5)
+    saved = nib.load(client.post(f"/api/sessions/{sid}/save").json()["path"])
+    np.testing.assert_allclose(saved.affine, affine)
+    np.testing.assert_array_equal(np.asarray(saved.dataobj), labels)
+
+
 def test_save_and_download_a_nifti_label_map(data_dir: Path) -> None:
     client = _client(data_dir)
     sid = _open(client)["session_id"]

@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 from seganypet.errors import InputError
 from seganypet.image import PetImage
 from seganypet.io import load_image
+from seganypet.prompts import Box, Point
 from seganypet.server.journal import Journal
 from seganypet.server.studies import (
     UploadTooLarge,
@@ -91,11 +92,22 @@ class SaveIn(BaseModel):
     )
 
 
+class PromptOut(BaseModel):
+    kind: Literal["point", "box", "mask"]
+    voxel: list[float] | None = Field(None, description="a point's voxel (input array indices)")
+    positive: bool | None = Field(None, description="a point's sign")
+    lo: list[float] | None = Field(None, description="a box's first corner")
+    hi: list[float] | None = Field(None, description="a box's opposite corner")
+
+
 class ObjectInfo(BaseModel):
     index: int
     label: int
     name: str
     prompts: int
+    prompt_list: list[PromptOut] = Field(
+        default_factory=list, description="the object's prompts, oldest first (for the viewer)"
+    )
     voxels: int
     volume_ml: float
 
@@ -130,16 +142,21 @@ class StudyState:
     image_path: Path
     session: Session
     journal: Journal
+    image: PetImage = field(repr=False)  # as loaded: the grid of every voxel index and mask
     replayed: int = 0
     image_bytes: bytes | None = field(default=None, repr=False)
-
-    @property
-    def image(self) -> PetImage:
-        return self.session.image
 
 
 def _session_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _prompt_out(prompt: Any) -> PromptOut:
+    if isinstance(prompt, Point):
+        return PromptOut(kind="point", voxel=list(prompt.voxel), positive=prompt.positive)
+    if isinstance(prompt, Box):
+        return PromptOut(kind="box", lo=list(prompt.lo), hi=list(prompt.hi))
+    return PromptOut(kind="mask")
 
 
 def _json_default(value: object) -> object:
@@ -316,6 +333,7 @@ def create_app(
                     label=index + 1,
                     name=obj.name,
                     prompts=len(obj.prompts),
+                    prompt_list=[_prompt_out(prompt) for prompt in obj.prompts],
                     voxels=voxels,
                     volume_ml=voxels * image.voxel_volume_ml,
                 )
@@ -348,7 +366,8 @@ def create_app(
                 "shape": list(image.shape),
                 "affine": np.asarray(image.affine).tolist(),
             }
-            state = StudyState(key, _session_id(key), name, image_path, session, journal)
+            # the study's own grid, not the session's RAS working copy (Session.image)
+            state = StudyState(key, _session_id(key), name, image_path, session, journal, image)
             previous, ops = journal.read()
             if previous is not None and _same_study(previous, header):
                 for op in ops:

@@ -1,19 +1,50 @@
 // The seganypet viewer: NiiVue (vendored, no network) over the token-protected session API.
-import { Niivue, SHOW_RENDER, SLICE_TYPE } from "niivue";
+//
+// Views: axial, coronal and sagittal slices (one NiiVue canvas) and a maximum intensity projection
+// (a second NiiVue canvas whose 3D view runs our own ray-casting shader; it can be turned by
+// dragging, and it catches up with a new mask just after the slices, so a click is answered as
+// soon as the slices show it). Prompts: click = positive point, shift+click = negative point; a
+// 3D box is a rectangle dragged on one view plus its depth dragged on another. Left-button events
+// on the slice views are ours (NiiVue never sees them); the wheel and the right button go to
+// NiiVue (slices, SUV window).
+import { Niivue, SHOW_RENDER, SLICE_TYPE, cmapper } from "niivue";
 
 const token = document.querySelector('meta[name="seganypet-token"]').content;
 history.replaceState(null, "", location.pathname); // keep the token out of the address bar
 const $ = (id) => document.getElementById(id);
-const PALETTE = [[0, 0, 0], [0, 220, 0], [40, 140, 255], [255, 200, 0], [255, 60, 200],
-  [0, 230, 230], [255, 120, 40], [170, 100, 255], [255, 255, 255], [120, 255, 120]];
+// object colours, chosen to stand out on the hot colour maps (no reds, oranges or yellows)
+const PALETTE = [[0, 0, 0], [0, 230, 60], [0, 220, 255], [255, 70, 230], [90, 120, 255],
+  [190, 255, 80], [255, 255, 255], [160, 90, 255], [0, 160, 130], [255, 150, 220]];
+const objectColour = (index) => PALETTE[1 + (index % (PALETTE.length - 1))];
+const AXIAL = SLICE_TYPE.AXIAL;
+const CORONAL = SLICE_TYPE.CORONAL;
+const SAGITTAL = SLICE_TYPE.SAGITTAL;
+const RENDER = SLICE_TYPE.RENDER;
+const VIEW_NAMES = ["axial", "coronal", "sagittal"];
+const PLANE_AXES = [[0, 1], [0, 2], [1, 2]]; // world axes (RAS mm) across and up each view
+const DEPTH_AXIS = [2, 1, 0]; // the world axis each view looks along
+const CLICK_SLOP_PX = 4; // a press that moves less than this is a click, not a drag
+const POSITIVE = "#5f5"; // point markers: green adds, light blue removes (red would vanish in PET)
+const NEGATIVE = "#5cf";
 
-let sid = null;
-let info = null;
-let overlay = null;
-let moved = false;
-let down = null;
+let sid = null; // the open session
+let info = null; // its SessionInfo
+let nativeOfDrawing = null; // NiiVue's drawing (RAS voxel order) index -> input voxel index; null: equal
+let labelsNative = null; // the label map in the input array's order (Fortran: first axis fastest)
+let inverse = null; // world mm -> input voxel (3x4)
+let stats = null; // the last statistics report
+let mode = "point";
+let press = null; // the left-button press being handled by us
+let draft = null; // a box being drawn: {rect: {view, a, b}, depth: [lo, hi] | null}
+let chain = Promise.resolve(); // server calls run one after another, in order
+const timings = []; // click round trips, ms: pointer event -> new mask drawn
+const phases = []; // where each round trip went, ms
 
-function status(text) { $("status").textContent = text || ""; }
+// ---------------------------------------------------------------------------- server
+function status(text, error = false) {
+  $("status").textContent = text || "";
+  $("status").className = error ? "error" : "";
+}
 
 async function api(method, path, body) {
   const headers = { Authorization: `Bearer ${token}` };
@@ -30,157 +61,781 @@ async function api(method, path, body) {
 }
 
 const withToken = (path) => `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
 
+function enqueue(task) {
+  chain = chain.then(task).catch((error) => status(error.message, true));
+  return chain;
+}
+
+// ---------------------------------------------------------------------------- geometry
+// voxel indices of the input array <-> world mm, with the affine the server reports
+function invert(a) {
+  const m = [[a[0][0], a[0][1], a[0][2]], [a[1][0], a[1][1], a[1][2]], [a[2][0], a[2][1], a[2][2]]];
+  const det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+    - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+  const c = (r0, c0, r1, c1) => m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+  const inv = [
+    [c(1, 1, 2, 2), -c(0, 1, 2, 2), c(0, 1, 1, 2)],
+    [-c(1, 0, 2, 2), c(0, 0, 2, 2), -c(0, 0, 1, 2)],
+    [c(1, 0, 2, 1), -c(0, 0, 2, 1), c(0, 0, 1, 1)],
+  ].map((row) => row.map((v) => v / det));
+  return inv.map((row) => [...row, -(row[0] * a[0][3] + row[1] * a[1][3] + row[2] * a[2][3])]);
+}
+const apply = (m, v) => [0, 1, 2].map((i) => m[i][0] * v[0] + m[i][1] * v[1] + m[i][2] * v[2] + m[i][3]);
+const voxelToWorld = (voxel) => apply(info.affine, voxel);
+const worldToVoxel = (mm) => apply(inverse, mm);
+const inside = (voxel) => voxel.every((v, i) => v >= 0 && v <= info.shape[i] - 1);
+
+// how far one voxel reaches along each world axis, mm
+const voxelReach = () => [0, 1, 2].map((w) => Math.max(...[0, 1, 2].map((v) => Math.abs(info.affine[w][v]))));
+// the image's extent along each world axis, mm
+const worldExtent = () => [0, 1, 2].map((w) => [0, 1, 2].reduce((s, v) => s + Math.abs(info.affine[w][v]) * info.shape[v], 0));
+
+const sliceTiles = () => (nv.screenSlices || []).filter((s) => s.axCorSag <= SAGITTAL && s.fovMM);
+const crosshairMM = () => Array.from(nv.frac2mm(nv.scene.crosshairPos)).slice(0, 3);
+
+function tileAt(x, y) {
+  for (const s of nv.screenSlices || []) {
+    let [l, t, w, h] = s.leftTopWidthHeight;
+    if (w < 0) { l += w; w = -w; }
+    if (x >= l && x <= l + w && y >= t && y <= t + h) return s;
+  }
+  return null;
+}
+
+// canvas pixels <-> world mm on a slice tile (the depth comes from the crosshair)
+function canvasToMM(s, x, y) {
+  let [l, t, w, h] = s.leftTopWidthHeight;
+  let fx;
+  if (w < 0) { l += w; w = -w; fx = 1 - (x - l) / w; } else { fx = (x - l) / w; }
+  const fy = 1 - (y - t) / h;
+  const mm = crosshairMM();
+  const [a, b] = PLANE_AXES[s.axCorSag];
+  mm[a] = s.leftTopMM[0] + fx * s.fovMM[0];
+  mm[b] = s.leftTopMM[1] + fy * s.fovMM[1];
+  return mm;
+}
+
+function mmToCanvas(s, mm) {
+  const [a, b] = PLANE_AXES[s.axCorSag];
+  let [l, t, w, h] = s.leftTopWidthHeight;
+  let fx = (mm[a] - s.leftTopMM[0]) / s.fovMM[0];
+  const fy = (mm[b] - s.leftTopMM[1]) / s.fovMM[1];
+  if (w < 0) { l += w; w = -w; fx = 1 - fx; }
+  return [l + fx * w, t + (1 - fy) * h];
+}
+
+function eventCanvasXY(e) {
+  const canvas = $("gl");
+  const rect = canvas.getBoundingClientRect();
+  return [(e.clientX - rect.left) * (canvas.width / rect.width), (e.clientY - rect.top) * (canvas.height / rect.height)];
+}
+
+// ---------------------------------------------------------------------------- NiiVue
+const COMMON = {
+  backColor: [0, 0, 0, 1], dragAndDropEnabled: false, loadingText: "", fontMinPx: 12,
+  viewModeHotKey: "", clipPlaneHotKey: "", cycleClipPlaneHotKey: "", // no stray layout changes
+};
 const nv = new Niivue({
-  backColor: [0, 0, 0, 1], show3Dcrosshair: true, isColorbar: true,
-  multiplanarShowRender: SHOW_RENDER.ALWAYS, dragAndDropEnabled: false,
+  ...COMMON, isColorbar: true, crosshairColor: [0.3, 0.8, 1, 0.7], isOrientationTextVisible: true,
+  multiplanarShowRender: SHOW_RENDER.NEVER,
+  isRadiologicalConvention: true, // patient's right on the screen's left, as the MIP seen from the front
 });
 await nv.attachTo("gl");
 nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
+const mipView = new Niivue({ ...COMMON, show3Dcrosshair: false, isColorbar: false, isOrientCube: false });
+await mipView.attachTo("mip");
+mipView.setSliceType(RENDER);
 
-// voxel indices of the input array from world mm, with the affine the server reports
-function worldToVoxel(mm) {
-  const a = info.affine;
-  const m = [[a[0][0], a[0][1], a[0][2]], [a[1][0], a[1][1], a[1][2]], [a[2][0], a[2][1], a[2][2]]];
-  const r = [mm[0] - a[0][3], mm[1] - a[1][3], mm[2] - a[2][3]];
-  const det = (q) => q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1])
-    - q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0]) + q[0][2] * (q[1][0] * q[2][1] - q[1][1] * q[2][0]);
-  const d = det(m);
-  return [0, 1, 2].map((c) => Math.round(det(m.map((row, i) => row.map((v, j) => (j === c ? r[i] : v)))) / d));
-}
-
-function labelColormap(names) {
-  const n = Math.max(1, ...Object.keys(names).map(Number));
-  const cm = { R: [], G: [], B: [], A: [], I: [], labels: [] };
-  for (let i = 0; i <= n; i++) {
-    const [r, g, b] = PALETTE[i === 0 ? 0 : 1 + ((i - 1) % (PALETTE.length - 1))];
-    cm.R.push(r); cm.G.push(g); cm.B.push(b); cm.A.push(i === 0 ? 0 : 255); cm.I.push(i);
-    cm.labels.push(i === 0 ? "" : names[i] || `object ${i}`);
+// The maximum intensity projection replaces NiiVue's volume rendering in the MIP view. NiiVue's
+// volume texture holds the colour-mapped image, and its colour maps (inverted or not) make
+// opacity grow with intensity: the most opaque voxel along a ray is its highest SUV. Where the
+// ray meets an object, the colour of the one nearest the eye is blended in.
+const MIP_FRAGMENT = `#version 300 es
+precision highp int;
+precision highp float;
+uniform vec3 rayDir;
+uniform vec3 texVox;
+uniform vec3 volScale;
+uniform vec3 objectsLo, objectsHi; // texture coordinates of a box around every object
+uniform vec3 palette[PALETTE_SIZE]; // object i + 1 has colour i % PALETTE_SIZE
+uniform float objectOpacity;
+uniform highp sampler3D volume, drawing; // drawing: the label map, label / 255
+in vec3 vColor;
+out vec4 fColor;
+void main() {
+  vec3 entry = vColor;
+  vec3 dir = rayDir;
+  dir = mix(dir, vec3(1e-5), step(abs(dir), vec3(1e-5)));
+  vec3 p = entry * volScale;
+  vec3 far = max(-p / dir, (volScale - p) / dir);
+  vec3 exit = (p + dir * min(far.x, min(far.y, far.z))) / volScale;
+  float voxels = length(texVox * (exit - entry));
+  gl_FragDepth = 1.0;
+  fColor = vec4(0.0);
+  if (voxels < 0.5) return;
+  int count = int(ceil(voxels));
+  vec3 delta = (exit - entry) / float(count);
+  vec3 at = entry + 0.5 * delta;
+  vec4 peak = vec4(0.0);
+  float label = 0.0;
+  ivec3 size = textureSize(volume, 0);
+  vec3 fsize = vec3(size);
+  ivec3 last = size - 1;
+  bool layered = all(lessThanEqual(objectsLo, objectsHi));
+  for (int i = 0; i < count; i++) {
+    ivec3 v = clamp(ivec3(at * fsize), ivec3(0), last); // nearest voxel: one read, not eight
+    vec4 c = texelFetch(volume, v, 0);
+    if (c.a > peak.a) peak = c;
+    if (layered && label == 0.0 && all(greaterThanEqual(at, objectsLo)) && all(lessThanEqual(at, objectsHi))) {
+      label = texelFetch(drawing, v, 0).r; // the object nearest the eye
+    }
+    at += delta;
   }
-  return cm;
+  vec3 rgb = peak.rgb;
+  if (label > 0.0) {
+    int index = (int(label * 255.0 + 0.5) - 1) % PALETTE_SIZE;
+    rgb = mix(rgb, palette[index], objectOpacity);
+  }
+  fColor = vec4(rgb, (peak.a > 0.0 || label > 0.0) ? 1.0 : 0.0);
+}`;
+const VERTEX = `#version 300 es
+layout(location=0) in vec3 pos;
+layout(location=1) in vec3 texCoords;
+uniform mat4 mvpMtx;
+out vec3 vColor;
+void main(void) {
+  gl_Position = mvpMtx * vec4(pos, 1.0);
+  vColor = texCoords;
+}`;
+const Shader = mipView.renderShader.constructor; // NiiVue's shader wrapper (compiles, finds uniforms)
+const mip = new Shader(mipView.gl, VERTEX, MIP_FRAGMENT.replace(/PALETTE_SIZE/g, String(PALETTE.length - 1)));
+mipView.renderShader = mip;
+mipView.renderVolumeShader = mip;
+mipView.initRenderShader(mip, 0);
+mipView.gl.uniform3fv(mipView.gl.getUniformLocation(mip.program, "palette"), PALETTE.slice(1).flat().map((v) => v / 255));
+
+// The objects are NiiVue's drawing layer (a byte per voxel, uploaded as it is: no shader passes),
+// label i coloured as object i - 1 in the panel.
+const DRAW_COLOURS = (() => {
+  const cm = { R: [], G: [], B: [], A: [], I: [] };
+  for (let i = 0; i < 256; i++) {
+    const [r, g, b] = i === 0 ? [0, 0, 0] : objectColour(i - 1);
+    cm.R.push(r); cm.G.push(g); cm.B.push(b); cm.A.push(i === 0 ? 0 : 255); cm.I.push(i);
+  }
+  return cmapper.makeDrawLut(cm);
+})();
+nv.drawLut = DRAW_COLOURS;
+mipView.drawLut = DRAW_COLOURS;
+
+// Neither view draws lit volumes, so NiiVue's gradient passes (blur and Sobel filters over the
+// whole image, seconds without a GPU) are given a shader that writes nothing.
+const FLAT_VERTEX = `#version 300 es
+in vec3 vPos;
+void main() { gl_Position = vec4((vPos.xy - 0.5) * 2.0, 0.0, 1.0); }`;
+const FLAT_FRAGMENT = `#version 300 es
+precision highp float;
+out vec4 colour;
+void main() { colour = vec4(0.0); }`;
+for (const view of [nv, mipView]) {
+  const flat = new Shader(view.gl, FLAT_VERTEX, FLAT_FRAGMENT);
+  Object.assign(view, { blurShader: flat, gradientPrePassShader: flat, sobelFirstOrderShader: flat, sobelSecondOrderShader: flat });
 }
 
+function setObjectsBox(lo, hi) { // input voxels; none: no object anywhere
+  let a = [1, 1, 1];
+  let b = [0, 0, 0];
+  if (lo) {
+    const corners = [];
+    for (const i of [lo[0] - 0.5, hi[0] + 0.5]) for (const j of [lo[1] - 0.5, hi[1] + 0.5]) for (const k of [lo[2] - 0.5, hi[2] + 0.5]) {
+      corners.push(mipView.mm2frac(voxelToWorld([i, j, k])));
+    }
+    a = [0, 1, 2].map((d) => Math.min(...corners.map((c) => c[d])) - 1e-3);
+    b = [0, 1, 2].map((d) => Math.max(...corners.map((c) => c[d])) + 1e-3);
+  }
+  mip.use(mipView.gl);
+  mipView.gl.uniform3fv(mip.uniforms.objectsLo, a);
+  mipView.gl.uniform3fv(mip.uniforms.objectsHi, b);
+  // objects stay visible in the MIP even with the slices' mask opacity at 0
+  mipView.gl.uniform1f(mip.uniforms.objectOpacity, 0.25 + 0.6 * Number($("opacity").value));
+}
+
+// the prompts and boxes, drawn over NiiVue's canvas after each of its frames
+const drawScene = nv.drawScene.bind(nv);
+nv.drawScene = () => {
+  const result = drawScene();
+  drawMarks();
+  return result;
+};
+
+function layout() {
+  // Whole-body PET is tall: coronal, sagittal and MIP stand side by side at one scale. The axial
+  // view goes either beside them (wide screens) or on top of the coronal one, whichever leaves
+  // the images larger.
+  if (!info) return;
+  const canvas = $("gl");
+  const dpr = canvas.width / Math.max(1, canvas.clientWidth);
+  const W = canvas.clientWidth;
+  const full = canvas.clientHeight;
+  const H = Math.max(1, full - (nv.colorbarHeight || 48) / dpr - 6); // NiiVue draws the colour bar below
+  const [X, Y, Z] = worldExtent();
+  const gap = 8;
+  const beside = Math.min(H / Z, (W - 3 * gap) / (3 * X + Y));
+  const above = Math.min((H - gap) / (Z + Y), (W - 2 * gap) / (2 * X + Y));
+  const scale = Math.max(beside, above);
+  const tall = [X * scale, Y * scale, X * scale];
+  const tiles = [];
+  const add = (sliceType, x, y, w, h) => tiles.push({ sliceType, position: [x / W, y / full, w / W, h / full] });
+  if (beside >= above) {
+    const spare = W - 3 * gap - tall[0] - tall[1] - tall[2];
+    const axialW = Math.max(X * scale, Math.min(spare, H * X / Y));
+    let left = Math.max(0, (W - (axialW + tall[0] + tall[1] + tall[2] + 3 * gap)) / 2);
+    add(AXIAL, left, 0, axialW, axialW * Y / X);
+    left += axialW + gap;
+    [CORONAL, SAGITTAL, RENDER].forEach((sliceType, i) => {
+      add(sliceType, left, 0, tall[i], Z * scale);
+      left += tall[i] + gap;
+    });
+  } else {
+    let left = Math.max(0, (W - (tall[0] + tall[1] + tall[2] + 2 * gap)) / 2);
+    add(AXIAL, left, 0, tall[0], Y * scale);
+    add(CORONAL, left, Y * scale + gap, tall[0], Z * scale);
+    left += tall[0] + gap;
+    add(SAGITTAL, left, Y * scale + gap, tall[1], Z * scale);
+    left += tall[1] + gap;
+    add(RENDER, left, Y * scale + gap, tall[2], Z * scale);
+  }
+  const [mx, my, mw, mh] = tiles.find((t) => t.sliceType === RENDER).position;
+  Object.assign($("mipbox").style, { left: `${mx * W}px`, top: `${my * full}px`, width: `${mw * W}px`, height: `${mh * full}px`, display: "block" });
+  nv.setCustomLayout(tiles.filter((t) => t.sliceType !== RENDER));
+  // the MIP fills its canvas (NiiVue leaves room to turn the volume's diagonal)
+  const furthest = mipView.volumeObject3D?.furthestVertexFromOrigin || Math.hypot(X, Y, Z) / 2;
+  mipView.scene.volScaleMultiplier = (0.8 * furthest) / (X / 2) / 1.02;
+  mipView.drawScene();
+}
+new ResizeObserver(() => layout()).observe($("viewer"));
+
+// ---------------------------------------------------------------------------- marks
+function drawMarks() {
+  const marks = $("marks");
+  const canvas = $("gl");
+  if (marks.width !== canvas.width || marks.height !== canvas.height) {
+    marks.width = canvas.width;
+    marks.height = canvas.height;
+  }
+  const g = marks.getContext("2d");
+  g.clearRect(0, 0, marks.width, marks.height);
+  if (!info || !nv.volumes.length) return;
+  const dpr = canvas.width / Math.max(1, canvas.clientWidth);
+  const reach = voxelReach();
+  const here = crosshairMM();
+  for (const s of sliceTiles()) {
+    const depthAxis = DEPTH_AXIS[s.axCorSag];
+    const onSlice = (lo, hi) => here[depthAxis] >= lo - reach[depthAxis] / 2 && here[depthAxis] <= hi + reach[depthAxis] / 2;
+    g.save();
+    let [l, t, w, h] = s.leftTopWidthHeight;
+    if (w < 0) { l += w; w = -w; }
+    g.beginPath();
+    g.rect(l, t, w, h);
+    g.clip();
+    info.objects.forEach((o) => {
+      const [r, gr, b] = objectColour(o.index);
+      for (const p of o.prompt_list) {
+        if (p.kind === "box") {
+          const range = boxWorldRange(p.lo, p.hi);
+          if (!onSlice(...range[depthAxis])) continue;
+          strokeBox(g, s, range, `rgb(${r},${gr},${b})`, dpr, o.index === info.current ? [] : [4 * dpr, 4 * dpr]);
+        } else if (p.kind === "point") {
+          const mm = voxelToWorld(p.voxel);
+          if (!onSlice(mm[depthAxis], mm[depthAxis])) continue;
+          const [x, y] = mmToCanvas(s, mm);
+          // a ring (the mask under it stays visible) with + or - beside it
+          const radius = 6 * dpr;
+          const colour = p.positive ? POSITIVE : NEGATIVE;
+          for (const [width, style] of [[3.5 * dpr, "#000"], [1.6 * dpr, colour]]) {
+            g.lineWidth = width;
+            g.strokeStyle = style;
+            g.beginPath();
+            g.arc(x, y, radius, 0, 2 * Math.PI);
+            const [cx, cy, arm] = [x + radius * 1.9, y - radius * 1.3, radius * 0.6];
+            g.moveTo(cx - arm, cy); g.lineTo(cx + arm, cy);
+            if (p.positive) { g.moveTo(cx, cy - arm); g.lineTo(cx, cy + arm); }
+            g.stroke();
+          }
+        }
+      }
+    });
+    if (draft) drawDraft(g, s, dpr);
+    g.restore();
+  }
+}
+
+function boxWorldRange(lo, hi) {
+  const corners = [];
+  for (const i of [lo[0], hi[0]]) for (const j of [lo[1], hi[1]]) for (const k of [lo[2], hi[2]]) corners.push(voxelToWorld([i, j, k]));
+  const reach = voxelReach();
+  return [0, 1, 2].map((w) => [Math.min(...corners.map((c) => c[w])) - reach[w] / 2, Math.max(...corners.map((c) => c[w])) + reach[w] / 2]);
+}
+
+function strokeBox(g, s, range, colour, dpr, dash = []) {
+  const [a, b] = PLANE_AXES[s.axCorSag];
+  const p = [0, 0, 0];
+  const q = [0, 0, 0];
+  p[a] = range[a][0]; p[b] = range[b][0];
+  q[a] = range[a][1]; q[b] = range[b][1];
+  const [x0, y0] = mmToCanvas(s, p);
+  const [x1, y1] = mmToCanvas(s, q);
+  g.setLineDash(dash);
+  g.lineWidth = 2 * dpr;
+  g.strokeStyle = colour;
+  g.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+  g.setLineDash([]);
+}
+
+function draftRange() {
+  // world ranges known so far: two axes from the rectangle, the third from the depth drag
+  const range = [null, null, null];
+  if (!draft) return range;
+  const { view, a, b } = draft.rect;
+  for (const axis of PLANE_AXES[view]) range[axis] = [Math.min(a[axis], b[axis]), Math.max(a[axis], b[axis])];
+  if (draft.depth) range[DEPTH_AXIS[view]] = draft.depth;
+  return range;
+}
+
+function drawDraft(g, s, dpr) {
+  const range = draftRange();
+  const colour = "#fff";
+  const [a, b] = PLANE_AXES[s.axCorSag];
+  const depthAxis = DEPTH_AXIS[s.axCorSag];
+  if (range[a] && range[b] && (!range[depthAxis] || (crosshairMM()[depthAxis] >= range[depthAxis][0] && crosshairMM()[depthAxis] <= range[depthAxis][1]))) {
+    strokeBox(g, s, range, colour, dpr, [6 * dpr, 4 * dpr]);
+    return;
+  }
+  // the depth is not set yet: mark the rectangle's extent along this view's shared axis
+  g.setLineDash([6 * dpr, 4 * dpr]);
+  g.lineWidth = 1.5 * dpr;
+  g.strokeStyle = colour;
+  let [l, t, w, h] = s.leftTopWidthHeight;
+  if (w < 0) { l += w; w = -w; }
+  for (const [axis, horizontal] of [[a, false], [b, true]]) {
+    if (!range[axis]) continue;
+    for (const v of range[axis]) {
+      const mm = crosshairMM();
+      mm[axis] = v;
+      const [x, y] = mmToCanvas(s, mm);
+      g.beginPath();
+      if (horizontal) { g.moveTo(l, y); g.lineTo(l + w, y); } else { g.moveTo(x, t); g.lineTo(x, t + h); }
+      g.stroke();
+    }
+  }
+  g.setLineDash([]);
+}
+
+// ---------------------------------------------------------------------------- the mask
+function drawingOrder(image) {
+  // NiiVue keeps drawings in RAS voxel order; the image's own order maps onto it by steps
+  const [step, start, dims] = [image.img2RASstep, image.img2RASstart, image.dimsRAS];
+  if (start.every((v) => v === 0) && step[0] === 1 && step[1] === dims[1] && step[2] === dims[1] * dims[2]) return null;
+  const map = new Int32Array(dims[1] * dims[2] * dims[3]);
+  let at = 0;
+  for (let z = 0; z < dims[3]; z++) {
+    for (let y = 0; y < dims[2]; y++) {
+      const row = start[0] + start[1] + y * step[1] + start[2] + z * step[2];
+      for (let x = 0; x < dims[1]; x++) map[at++] = row + x * step[0];
+    }
+  }
+  return map;
+}
+
+const lastMask = { fetched: 0, drawn: 0 };
 async function refreshMask() {
   const payload = await (await api("GET", `/api/sessions/${sid}/mask?format=rle`)).json();
+  lastMask.fetched = performance.now();
   const runs = payload.runs;
   const size = payload.shape.reduce((x, y) => x * y, 1);
-  if (!overlay || overlay.img.length !== size) return;
-  const img = overlay.img;
+  if (!nv.drawBitmap || nv.drawBitmap.length !== size) return;
+  const labels = nativeOfDrawing ? labelsNative : nv.drawBitmap;
+  const [nx, ny] = payload.shape;
+  const lo = [Infinity, Infinity, Infinity];
+  const hi = [-1, -1, -1];
   let at = 0;
-  for (let i = 0; i < runs.length; i += 2) { img.fill(runs[i], at, at + runs[i + 1]); at += runs[i + 1]; }
-  overlay.setColormapLabel(labelColormap(payload.names));
-  nv.updateGLVolume();
+  for (let r = 0; r < runs.length; r += 2) {
+    const [value, count] = [Math.min(255, runs[r]), runs[r + 1]];
+    labels.fill(value, at, at + count);
+    if (value) { // grow the box around the objects (Fortran order: first axis fastest)
+      const first = [at % nx, Math.floor(at / nx) % ny, Math.floor(at / (nx * ny))];
+      const end = at + count - 1;
+      const final = [end % nx, Math.floor(end / nx) % ny, Math.floor(end / (nx * ny))];
+      const sameRow = first[1] === final[1] && first[2] === final[2];
+      const samePlane = first[2] === final[2];
+      lo[0] = Math.min(lo[0], sameRow ? first[0] : 0);
+      hi[0] = Math.max(hi[0], sameRow ? final[0] : nx - 1);
+      lo[1] = Math.min(lo[1], samePlane ? first[1] : 0);
+      hi[1] = Math.max(hi[1], samePlane ? final[1] : ny - 1);
+      lo[2] = Math.min(lo[2], first[2]);
+      hi[2] = Math.max(hi[2], final[2]);
+    }
+    at += count;
+  }
+  if (nativeOfDrawing) {
+    const drawing = nv.drawBitmap;
+    for (let i = 0; i < drawing.length; i++) drawing[i] = labels[nativeOfDrawing[i]];
+  }
+  nv.refreshDrawing(false);
+  nv.drawScene();
+  lastMask.drawn = performance.now();
+  mipPending = hi[0] >= 0 ? [lo, hi] : [null];
+  if (!mipScheduled) { // the MIP follows once the slices are shown; a burst of updates draws once
+    mipScheduled = true;
+    mipUpdate = mipUpdate.then(nextFrame).then(drawMip);
+  }
 }
 
+let mipPending = null;
+let mipScheduled = false;
+let mipUpdate = Promise.resolve(); // settles when the MIP on screen shows the latest mask
+
+async function drawMip() {
+  mipScheduled = false;
+  if (!mipView.drawBitmap || mipView.drawBitmap.length !== nv.drawBitmap.length) return;
+  mipView.drawBitmap.set(nv.drawBitmap);
+  setObjectsBox(...mipPending);
+  mipView.refreshDrawing(false);
+  mipView.drawScene();
+  await gpuDone(mipView.gl);
+}
+
+function gpuDone(gl) { // resolves when the GPU has run every command given so far (no blocking)
+  const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+  gl.flush();
+  return new Promise((resolve) => {
+    const poll = () => {
+      if (gl.getSyncParameter(fence, gl.SYNC_STATUS) === gl.SIGNALED) {
+        gl.deleteSync(fence);
+        resolve();
+      } else {
+        setTimeout(poll, 5);
+      }
+    };
+    poll();
+  });
+}
+
+// ---------------------------------------------------------------------------- panels
+const fmt = (v, digits = 2) => (v === null || v === undefined || Number.isNaN(v) ? "—" : Number(v).toFixed(digits));
+const fmtBig = (v) => (v === null || v === undefined ? "—" : Math.abs(v) >= 100 ? Number(v).toFixed(1) : Number(v).toFixed(2));
+
 function showObjects() {
-  const box = $("objects");
-  box.replaceChildren();
-  info.objects.forEach((o) => {
-    const label = document.createElement("label");
-    const radio = Object.assign(document.createElement("input"), { type: "radio", name: "obj", checked: o.index === info.current });
-    radio.onchange = () => act("POST", `/objects/${o.index}/select`);
-    const [r, g, b] = PALETTE[1 + (o.index % (PALETTE.length - 1))];
+  const table = $("objects");
+  const head = "<tr><th>object</th><th title=\"highest voxel\">SUVmax</th><th title=\"mean in the 1 ml sphere placed where it is highest\">SUVpeak</th>"
+    + "<th>SUVmean</th><th title=\"metabolic tumour volume, ml\">MTV ml</th><th title=\"total lesion glycolysis: SUVmean × MTV\">TLG</th></tr>";
+  table.innerHTML = head;
+  const byLabel = new Map((stats?.labels || []).map((s) => [s.label, s]));
+  for (const o of info.objects) {
+    const s = o.voxels > 0 ? byLabel.get(o.label) : undefined;
+    const row = document.createElement("tr");
+    row.className = `object${o.index === info.current ? " current" : ""}`;
+    row.dataset.index = o.index;
+    row.title = `${o.name}: ${o.prompts} prompt${o.prompts === 1 ? "" : "s"}, ${o.voxels} voxels (click to make it current)`;
+    const [r, g, b] = objectColour(o.index);
+    const first = document.createElement("td");
     const swatch = Object.assign(document.createElement("span"), { className: "swatch" });
     swatch.style.background = `rgb(${r},${g},${b})`;
-    label.append(radio, swatch, `${o.name}: ${o.prompts} prompts, ${o.volume_ml.toFixed(2)} ml`);
-    box.append(label);
-  });
+    const name = Object.assign(document.createElement("span"), { className: "name", textContent: o.name });
+    first.append(swatch, name);
+    row.append(first);
+    for (const text of s ? [fmt(s.suv_max), fmt(s.suv_peak), fmt(s.suv_mean), fmtBig(s.mtv_ml), fmtBig(s.tlg)] : ["—", "—", "—", "—", "—"]) {
+      row.append(Object.assign(document.createElement("td"), { textContent: text }));
+    }
+    row.onclick = () => { if (o.index !== info.current) enqueue(() => interact("POST", `/objects/${o.index}/select`)); };
+    table.append(row);
+  }
   $("undo").disabled = !info.can_undo;
 }
 
 async function refreshStats() {
-  const report = await (await api("GET", `/api/sessions/${sid}/stats`)).json();
-  const rows = (report.labels || []).map((s) => `<tr><td>${escapeHtml(s.name ?? String(s.label))}</td>`
-    + `<td>${fmt(s.suv_max)}</td><td>${fmt(s.suv_peak)}</td><td>${fmt(s.suv_mean)}</td>`
-    + `<td>${fmt(s.mtv_ml)}</td><td>${fmt(s.tlg)}</td></tr>`).join("");
-  $("stats").innerHTML = rows ? "<table><tr><th>object</th><th>SUVmax</th><th>SUVpeak</th><th>SUVmean</th>"
-    + `<th>MTV ml</th><th>TLG</th></tr>${rows}</table>` : "—";
+  stats = await (await api("GET", `/api/sessions/${sid}/stats`)).json();
+  showObjects();
 }
 
-const fmt = (v) => (v === null || v === undefined ? "—" : Number(v).toFixed(2));
-const escapeHtml = (s) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
-async function act(method, suffix, body) {
+async function interact(method, suffix, body, started) {
   if (!sid) return;
+  status("segmenting…");
+  document.body.dataset.busy = "1";
   try {
-    status("working…");
+    const sent = performance.now();
     info = await (await api(method, `/api/sessions/${sid}${suffix}`, body)).json();
+    const answered = performance.now();
+    await refreshMask(); // draws the new mask (and the marks)
     showObjects();
-    await refreshMask();
-    await refreshStats();
+    if (started !== undefined) {
+      // the mask is drawn: reading a pixel back waits for the GPU to finish; then the frame shows it
+      nv.gl.readPixels(0, 0, 1, 1, nv.gl.RGBA, nv.gl.UNSIGNED_BYTE, new Uint8Array(4));
+      await nextFrame();
+      const done = performance.now();
+      timings.push(done - started);
+      phases.push({ before: sent - started, prompt: answered - sent, mask: lastMask.fetched - answered,
+        draw: lastMask.drawn - lastMask.fetched, frame: done - lastMask.drawn });
+    }
     status("");
-  } catch (error) { status(error.message); }
+    await refreshStats();
+  } finally {
+    delete document.body.dataset.busy;
+  }
+}
+
+function setHint(text) { $("hint").textContent = text || ""; }
+
+function setMode(next) {
+  mode = next;
+  draft = null;
+  $("mode-point").classList.toggle("on", mode === "point");
+  $("mode-box").classList.toggle("on", mode === "box");
+  $("viewer").classList.toggle("box", mode === "box");
+  setHint(mode === "box" ? "Drag a rectangle around the object on any view." : "");
+  nv.drawScene();
 }
 
 async function opened(response) {
   info = await response.json();
   sid = info.session_id;
+  inverse = invert(info.affine);
+  stats = null;
+  draft = null;
+  $("downloads").replaceChildren();
+  status("loading the image…");
+  const look = windowAndColours();
   await nv.loadVolumes([
-    { url: withToken(`/api/sessions/${sid}/image`), name: "image.nii.gz", colormap: "hot",
-      cal_min: Number($("suvmin").value), cal_max: Number($("suvmax").value) },
-    { url: withToken(`/api/sessions/${sid}/mask?format=nifti`), name: "mask.nii.gz", opacity: 0.5 },
+    { url: withToken(`/api/sessions/${sid}/image`), name: "image.nii.gz", colormap: look.colormap,
+      cal_min: look.cal_min, cal_max: look.cal_max },
   ]);
-  overlay = nv.volumes[1];
-  showObjects();
+  nv.createEmptyDrawing();
+  nv.drawOpacity = Number($("opacity").value);
+  nativeOfDrawing = drawingOrder(nv.volumes[0]);
+  labelsNative = nativeOfDrawing ? new Uint8Array(nv.drawBitmap.length) : null;
+  // the MIP view gets its own copy (each WebGL context holds its own textures)
+  mipView.volumes = [Object.assign(nv.volumes[0].clone(), look)];
+  [mipView.back, ...mipView.overlays] = mipView.volumes; // as addVolume would
+  mipView.updateGLVolume();
+  mipView.createEmptyDrawing();
+  if (look.colormapInvert) applyColormap();
+  layout();
+  mipView.setRenderAzimuthElevation(180, 0); // seen from the front
+  $("studyinfo").textContent = `${info.study}: ${info.shape.join(" × ")} voxels of `
+    + `${info.spacing_mm.map((v) => v.toFixed(2)).join(" × ")} mm, ${info.units}${info.dicom ? ", DICOM" : ""}`;
   await refreshMask();
+  showObjects();
   await refreshStats();
   status(info.replayed ? `restored ${info.replayed} interactions from the journal` : "");
+  document.body.dataset.opened = sid;
 }
 
-$("open").onclick = async () => {
-  try { await opened(await api("POST", "/api/sessions", { study: $("study").value })); } catch (e) { status(e.message); }
-};
-$("upload").onchange = async (event) => {
-  const file = event.target.files[0];
-  if (!file) return;
-  try {
-    status(`uploading ${file.name}…`);
-    await opened(await api("POST", `/api/sessions/upload?filename=${encodeURIComponent(file.name)}`, file));
-  } catch (e) { status(e.message); }
-};
-$("new").onclick = () => act("POST", "/objects", { name: $("newname").value || null });
-$("undo").onclick = () => act("POST", "/undo");
-$("reset").onclick = () => act("POST", "/reset");
-document.addEventListener("keydown", (e) => {
-  if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); act("POST", "/undo"); }
-});
-for (const id of ["suvmin", "suvmax"]) {
-  $(id).onchange = () => {
-    if (!nv.volumes.length) return;
-    nv.volumes[0].cal_min = Number($("suvmin").value);
-    nv.volumes[0].cal_max = Number($("suvmax").value);
-    nv.updateGLVolume();
+function windowAndColours() {
+  const choice = $("colormap").value;
+  return {
+    colormap: choice === "gray-inverted" ? "gray" : choice,
+    colormapInvert: choice === "gray-inverted",
+    cal_min: Number($("suvmin").value),
+    cal_max: Number($("suvmax").value),
   };
 }
-$("save").onclick = async () => {
+
+function applyColormap() {
+  const look = windowAndColours();
+  for (const view of [nv, mipView]) {
+    if (!view.volumes.length) continue;
+    Object.assign(view.volumes[0], look);
+    view.updateGLVolume();
+  }
+}
+
+// ---------------------------------------------------------------------------- controls
+$("open").onclick = () => enqueue(async () => opened(await api("POST", "/api/sessions", { study: $("study").value })));
+$("upload").onchange = (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  enqueue(async () => {
+    status(`uploading ${file.name}…`);
+    await opened(await api("POST", `/api/sessions/upload?filename=${encodeURIComponent(file.name)}`, file));
+  });
+};
+$("new").onclick = () => {
+  const name = $("newname").value.trim() || null;
+  $("newname").value = "";
+  enqueue(() => interact("POST", "/objects", { name }));
+};
+$("rename").onclick = () => {
+  const name = $("newname").value.trim();
+  if (!name) { status("type the new name in the box above first", true); return; }
+  $("newname").value = "";
+  enqueue(() => interact("PATCH", `/objects/${info.current}`, { name }));
+};
+$("undo").onclick = () => enqueue(() => interact("POST", "/undo"));
+$("reset").onclick = () => enqueue(() => interact("POST", "/reset"));
+$("mode-point").onclick = () => setMode("point");
+$("mode-box").onclick = () => setMode("box");
+for (const id of ["suvmin", "suvmax", "colormap"]) $(id).onchange = applyColormap;
+$("opacity").oninput = () => {
   if (!sid) return;
-  try {
-    const saved = await (await api("POST", `/api/sessions/${sid}/save`, { format: $("format").value || null })).json();
-    const link = $("download");
+  nv.setDrawOpacity(Number($("opacity").value));
+  mipPending ??= [null];
+  setObjectsBox(...mipPending);
+  mipView.drawScene();
+};
+nv.onIntensityChange = (volume) => { // right-drag sets the window: show it, and use it in the MIP
+  if (volume !== nv.volumes[0]) return;
+  $("suvmin").value = Number(volume.cal_min.toFixed(2));
+  $("suvmax").value = Number(volume.cal_max.toFixed(2));
+  if (mipView.volumes.length) {
+    mipView.volumes[0].cal_min = volume.cal_min;
+    mipView.volumes[0].cal_max = volume.cal_max;
+    mipView.updateGLVolume();
+  }
+};
+document.addEventListener("keydown", (e) => {
+  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
+  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z" && !typing) {
+    e.preventDefault();
+    if (info?.can_undo) enqueue(() => interact("POST", "/undo"));
+  } else if (typing || e.ctrlKey || e.metaKey || e.altKey) {
+    return;
+  } else if (e.key === "b" || e.key === "B") {
+    setMode(mode === "box" ? "point" : "box");
+  } else if (e.key === "p" || e.key === "P") {
+    setMode("point");
+  } else if (e.key === "Escape" && draft) {
+    setMode(mode);
+  }
+});
+$("save").onclick = () => enqueue(async () => {
+  if (!sid) return;
+  const formats = info.dicom ? ["nifti", "dicom-seg"] : ["nifti"];
+  const links = [];
+  for (const format of formats) {
+    const saved = await (await api("POST", `/api/sessions/${sid}/save`, { format })).json();
+    const link = document.createElement("a");
     link.href = withToken(saved.download);
     link.download = saved.file;
-    link.textContent = `download ${saved.file}`;
-    link.hidden = false;
-    status(`saved ${saved.path}`);
-  } catch (e) { status(e.message); }
-};
-
-// a click (not a drag) that moved the crosshair adds a point there; shift makes it negative
-nv.onLocationChange = () => { moved = true; };
-const canvas = $("gl");
-canvas.addEventListener("pointerdown", (e) => { down = [e.clientX, e.clientY]; moved = false; });
-canvas.addEventListener("pointerup", (e) => {
-  if (!sid || e.button !== 0 || !down) return;
-  const far = Math.hypot(e.clientX - down[0], e.clientY - down[1]) > 4;
-  down = null;
-  setTimeout(() => {
-    if (far || !moved) return;
-    const mm = nv.frac2mm(nv.scene.crosshairPos);
-    const voxel = worldToVoxel([mm[0], mm[1], mm[2]]);
-    if (voxel.some((v, i) => v < 0 || v >= info.shape[i])) return;
-    act("POST", "/points", { voxel, positive: !e.shiftKey });
-  }, 0);
+    link.textContent = `⤓ ${saved.file} (${format === "nifti" ? "NIfTI label map" : "DICOM SEG"})`;
+    link.dataset.format = format;
+    link.dataset.path = saved.path;
+    links.push(link);
+  }
+  $("downloads").replaceChildren(...links);
+  status(`saved in ${links.map((l) => l.dataset.path).join(" and ")}`);
 });
 
+// ---------------------------------------------------------------------------- pointer
+// left button on a slice view: ours; everything else: NiiVue's
+const viewer = $("viewer");
+viewer.addEventListener("mousedown", (e) => {
+  if (e.button !== 0 || !sid || !nv.volumes.length || e.target !== $("gl")) return;
+  const [x, y] = eventCanvasXY(e);
+  const s = tileAt(x, y);
+  if (!s || s.axCorSag > SAGITTAL) return;
+  e.stopPropagation();
+  e.preventDefault();
+  press = { x, y, tile: s, start: canvasToMM(s, x, y), dragged: false };
+}, true);
+
+viewer.addEventListener("mousemove", (e) => {
+  if (!press) return;
+  e.stopPropagation();
+  const [x, y] = eventCanvasXY(e);
+  if (Math.hypot(x - press.x, y - press.y) > CLICK_SLOP_PX * (window.devicePixelRatio || 1)) press.dragged = true;
+  if (!press.dragged) return;
+  const mm = canvasToMM(press.tile, x, y);
+  if (mode === "box") {
+    dragBox(press.tile.axCorSag, press.start, mm, false);
+  } else { // navigate: the crosshair follows the pointer
+    nv.scene.crosshairPos = nv.mm2frac(mm);
+    nv.createOnLocationChange?.();
+    nv.drawScene();
+  }
+}, true);
+
+viewer.addEventListener("mouseup", (e) => {
+  if (!press || e.button !== 0) return;
+  e.stopPropagation();
+  e.preventDefault();
+  const started = e.timeStamp; // same clock as performance.now()
+  const [x, y] = eventCanvasXY(e);
+  const { tile, start, dragged } = press;
+  press = null;
+  const mm = canvasToMM(tile, x, y);
+  if (mode === "box") {
+    if (dragged) dragBox(tile.axCorSag, start, mm, true);
+    else setHint(draft ? "Drag (not click) along the box's depth on another view." : "Drag a rectangle around the object on any view.");
+    return;
+  }
+  if (dragged) return;
+  // a click: the crosshair moves there, and the point goes to the server
+  const voxel = worldToVoxel(mm).map(Math.round);
+  if (!inside(voxel)) return;
+  nv.scene.crosshairPos = nv.mm2frac(voxelToWorld(voxel));
+  nv.createOnLocationChange?.();
+  nv.drawScene();
+  const positive = !e.shiftKey;
+  enqueue(() => interact("POST", "/points", { voxel, positive }, started));
+}, true);
+
+function dragBox(view, a, b, done) {
+  if (!draft || draft.rect.view === view || !draft.rectDone) {
+    // the rectangle (again, on the same view: start over)
+    draft = { rect: { view, a, b }, depth: null, rectDone: done };
+    if (done) setHint(`Now drag along the box's depth on the ${VIEW_NAMES.filter((_, i) => i !== view).join(" or ")} view.`);
+    nv.drawScene();
+    return;
+  }
+  const axis = DEPTH_AXIS[draft.rect.view];
+  draft.depth = [Math.min(a[axis], b[axis]), Math.max(a[axis], b[axis])];
+  nv.drawScene();
+  if (!done) return;
+  const range = draftRange();
+  const corners = [];
+  for (const i of range[0]) for (const j of range[1]) for (const k of range[2]) corners.push(worldToVoxel([i, j, k]));
+  const lo = [0, 1, 2].map((v) => Math.max(0, Math.round(Math.min(...corners.map((c) => c[v])))));
+  const hi = [0, 1, 2].map((v) => Math.min(info.shape[v] - 1, Math.round(Math.max(...corners.map((c) => c[v])))));
+  draft = null;
+  setHint("Drag a rectangle around the next object, or press P for points.");
+  if (lo.some((v, i) => hi[i] - v < 1)) {
+    status("the box is too thin: drag at least two voxels along every axis", true);
+    nv.drawScene();
+    return;
+  }
+  enqueue(() => interact("POST", "/boxes", { lo, hi }, performance.now()));
+}
+
+// ---------------------------------------------------------------------------- start
 const studies = await (await api("GET", "/api/studies")).json();
 $("study").replaceChildren(...studies.map((s) => Object.assign(document.createElement("option"), { value: s.path, textContent: s.path })));
+if (!studies.length) status("no studies under --data: upload one");
+
+// for the browser tests: the viewer's state, and where a voxel lies on screen
+window.seganypet = {
+  nv,
+  timings,
+  phases,
+  info: () => info,
+  idle: async () => { await chain; await mipUpdate; },
+  mipView,
+  goTo(voxel) { // move the slices to a voxel, as scrolling would
+    nv.scene.crosshairPos = nv.mm2frac(voxelToWorld(voxel));
+    nv.drawScene();
+  },
+  labelShownAt(voxel) { // the label NiiVue draws at an input voxel
+    const v = nv.frac2vox(nv.mm2frac(voxelToWorld(voxel)));
+    const dims = nv.back.dimsRAS;
+    return nv.drawBitmap[v[0] + dims[1] * (v[1] + dims[2] * v[2])];
+  },
+  voxelToClient(voxel, view) { // page coordinates of a voxel's centre on a slice view
+    const s = sliceTiles().find((t) => t.axCorSag === view);
+    if (!s) return null;
+    const [x, y] = mmToCanvas(s, voxelToWorld(voxel));
+    const canvas = $("gl");
+    const rect = canvas.getBoundingClientRect();
+    return [rect.left + x * (rect.width / canvas.width), rect.top + y * (rect.height / canvas.height)];
+  },
+};
+document.body.dataset.ready = "1";

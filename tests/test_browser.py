@@ -1,0 +1,447 @@
+"""The viewer page in a real browser: the system's chromium driven by Playwright, against the real
+server (uvicorn on a loopback port, with a token) and the bundled model, on a synthetic phantom.
+
+Clicks and a 3D box go through real mouse events on NiiVue's canvas; what the page shows (the
+statistics) and what the server holds (the mask) must equal the same prompts run through
+``seganypet.Session``. A negative click removes a leak, undo restores the mask, save writes a
+NIfTI label map on the image's grid, and a click's round trip (pointer event to the overlay drawn)
+stays within 300 ms (median). Screenshots go to ``$SEGANYPET_ARTIFACTS`` (default: a temporary
+folder) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from seganypet.errors import InputError
+from seganypet.io import load_image
+from seganypet.io.nifti import write_nifti
+from seganypet.prompts import most_interior_voxel
+from seganypet.synth.phantom import Phantom, generate_phantom
+
+TOKEN = "browser-test-token-5f1c2a"
+SEED = 1  # a whole-body phantom with 11 lesions, one of them in the liver
+AXIAL, CORONAL = 0, 1  # NiiVue's slice types
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+STUDY = "phantom.nii.gz"
+FLIPPED = "flipped/phantom.nii.gz"
+ROUND_TRIP_BUDGET_MS = 300.0
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _missing(reason: str) -> None:
+    """Outside CI a missing tool skips the test; in CI it fails it (as ``shared_path`` does)."""
+    if IN_CI:
+        pytest.fail(f"CI must have it: {reason}")
+    pytest.skip(reason)
+
+
+# ---- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install -e '.[test]')")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        _missing("chromium is not installed (apt-get install chromium; scripts/setup.sh --dev)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Server:
+    url: str
+    data: Path
+    phantom: Phantom
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``seganypet serve --model default`` on a free loopback port, over a folder with a phantom."""
+    import torch
+
+    from seganypet.model import configure_threads, load_model
+
+    try:
+        load_model("default")
+    except InputError as exc:
+        _missing(f"the bundled model is not installed: {exc}")
+    phantom = generate_phantom(SEED)
+    data = tmp_path_factory.mktemp("data")
+    write_nifti(phantom.image.array, phantom.image.affine, data / STUDY, phantom.image)
+    # the same body stored the other way round along x and y (as DICOM's LPS order would be)
+    (data / FLIPPED).parent.mkdir()
+    write_nifti(
+        flip_xy(phantom.image.array), flipped_affine(phantom), data / FLIPPED, phantom.image
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    work = tmp_path_factory.mktemp("work")
+    log = open(work / "serve.log", "w+")  # closed below
+    # One torch thread: on a small machine shared with other work (a training run), threads wait
+    # on each other. The reference sessions in this process use the same setting.
+    command = [sys.executable, "-m", "seganypet", "serve", "--data", str(data)]
+    command += ["--model", "default", "--port", str(port), "--token", TOKEN, "--work", str(work)]
+    command += ["--threads", "1"]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    threads = torch.get_num_threads()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/health?token={TOKEN}", timeout=2).close()
+                break
+            except OSError:
+                log.seek(0)
+                assert process.poll() is None, f"seganypet serve stopped: {log.read()}"
+                assert time.monotonic() < deadline, f"seganypet serve did not start: {log.read()}"
+                time.sleep(0.2)
+        configure_threads(1)
+        yield Server(url, data, phantom)
+    finally:
+        torch.set_num_threads(threads)
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture()
+def artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SEGANYPET_ARTIFACTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# ---- driving the page ----------------------------------------------------------------------
+
+
+class Viewer:
+    """One page of the viewer, on one study, and the operations it sent (for the reference)."""
+
+    def __init__(self, browser, server: Server, study: str, artifacts: Path):
+        from seganypet.server.client import Client
+
+        self.server = server
+        self.artifacts = artifacts
+        self.page = browser.new_page(viewport=VIEWPORT)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on(
+            "console",
+            lambda message: self.errors.append(message.text) if message.type == "error" else None,
+        )
+        self.page.goto(f"{server.url}/?token={TOKEN}")
+        self.page.wait_for_selector("body[data-ready]")
+        self.page.select_option("#study", study)
+        self.page.click("#open")
+        self.page.wait_for_selector("body[data-opened]", timeout=60_000)
+        self.idle()
+        self.client = Client(server.url, TOKEN)
+        self.client.session_id = self.info()["session_id"]
+        self.ops: list[tuple] = []
+
+    def info(self) -> dict:
+        return self.page.evaluate("seganypet.info()")
+
+    def idle(self) -> None:
+        """Wait for the server calls, the statistics and the MIP to be done."""
+        self.page.evaluate("seganypet.idle()")
+
+    def timings(self) -> list[float]:
+        return self.page.evaluate("seganypet.timings")
+
+    def client_xy(self, voxel, view: int) -> tuple[float, float]:
+        self.page.evaluate("voxel => seganypet.goTo(voxel)", [int(v) for v in voxel])
+        xy = self.page.evaluate(
+            "([voxel, view]) => seganypet.voxelToClient(voxel, view)",
+            [[int(v) for v in voxel], view],
+        )
+        assert xy is not None, f"no slice view of type {view} on the page"
+        return xy[0], xy[1]
+
+    def click(self, voxel, positive: bool = True, view: int = AXIAL) -> tuple[int, ...]:
+        """Click a voxel's place on a slice view; returns the voxel the page sent."""
+        x, y = self.client_xy(voxel, view)
+        before = len(self.timings())
+        if not positive:
+            self.page.keyboard.down("Shift")
+        self.page.mouse.click(x, y)
+        if not positive:
+            self.page.keyboard.up("Shift")
+        self.page.wait_for_function("n => seganypet.timings.length > n", arg=before)
+        self.idle()
+        info = self.info()
+        prompt = info["objects"][info["current"]]["prompt_list"][-1]
+        assert prompt["kind"] == "point" and prompt["positive"] is positive
+        sent = tuple(int(v) for v in prompt["voxel"])
+        assert np.abs(np.subtract(sent, voxel)).max() <= 1, (sent, voxel)
+        self.ops.append(("point", sent, positive))
+        return sent
+
+    def drag(self, start, end, view: int, screenshot: str | None = None) -> None:
+        x0, y0 = self.client_xy(start, view)
+        x1, y1 = self.client_xy(end, view)
+        self.page.mouse.move(x0, y0)
+        self.page.mouse.down()
+        self.page.mouse.move(x1, y1, steps=6)
+        if screenshot:
+            self.screenshot(screenshot)
+        self.page.mouse.up()
+
+    def mask(self) -> np.ndarray:
+        return self.client.mask()
+
+    def assert_shown(self, labels: np.ndarray, count: int = 40, seed: int = 0) -> None:
+        """NiiVue draws each label where it is (sampled inside and around every object)."""
+        rng = np.random.default_rng(seed)
+        inside = np.argwhere(labels > 0)
+        around = np.argwhere(ndimage.binary_dilation(labels > 0, iterations=3) & (labels == 0))
+        for group in (inside, around):
+            for voxel in group[rng.choice(len(group), min(count, len(group)), replace=False)]:
+                shown = self.page.evaluate("v => seganypet.labelShownAt(v)", voxel.tolist())
+                assert shown == labels[tuple(voxel)], (voxel, shown)
+
+    def screenshot(self, name: str) -> Path:
+        path = self.artifacts / name
+        self.page.screenshot(path=str(path))
+        return path
+
+    def close(self) -> None:
+        self.page.close()
+        assert not self.errors, f"the page reported errors: {self.errors}"
+
+
+def reference_labels(server: Server, study: str, ops: list[tuple]):
+    """The same operations through ``seganypet.Session``: the label map and its statistics."""
+    from seganypet import Session, load_model
+    from seganypet.quant import quantify
+
+    image = load_image(server.data / study)
+    session = Session(load_model("default"))
+    session.set_image(image)
+    for op in ops:
+        if op[0] == "point":
+            session.add_point(op[1], positive=op[2])
+        elif op[0] == "box":
+            session.add_box(op[1], op[2])
+        elif op[0] == "undo":
+            session.undo()
+        elif op[0] == "new_object":
+            session.new_object(op[1])
+        else:
+            raise AssertionError(op)
+    labels, names = session.label_map()
+    return labels, quantify(image, labels, label_names=names)
+
+
+def shown_statistics(page) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#objects tr.object", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+
+
+def assert_statistics_shown(page, report, names: list[str]) -> None:
+    rows = shown_statistics(page)
+    assert [row[0] for row in rows] == names
+    for index, row in enumerate(rows):
+        region = report.label(index + 1)
+        expected = [region.suv_max, region.suv_peak, region.suv_mean, region.mtv_ml, region.tlg]
+        shown = [float(text) for text in row[1:]]
+        for value, wanted, name in zip(
+            shown, expected, ["SUVmax", "SUVpeak", "SUVmean", "MTV", "TLG"], strict=True
+        ):
+            step = 0.1 if abs(wanted) >= 100 and name in ("MTV", "TLG") else 0.01
+            assert abs(value - wanted) <= step / 2 + 1e-9, (names[index], name, value, wanted)
+
+
+def flip_xy(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array[::-1, ::-1])
+
+
+def flipped_affine(phantom: Phantom) -> np.ndarray:
+    """The affine that keeps every voxel of ``flip_xy(array)`` where it was in the world."""
+    affine = np.array(phantom.image.affine, float)
+    for axis in (0, 1):
+        affine[:3, 3] += affine[:3, axis] * (phantom.image.shape[axis] - 1)
+        affine[:3, axis] *= -1
+    return affine
+
+
+def lesions_by_size(phantom: Phantom):
+    return sorted(phantom.lesions, key=lambda lesion: -lesion.voxels)
+
+
+def hottest_voxel(phantom: Phantom, instance: int) -> tuple[int, int, int]:
+    values = np.where(phantom.lesion_instances == instance, phantom.image.array, -np.inf)
+    return tuple(int(i) for i in np.unravel_index(np.argmax(values), values.shape))
+
+
+def ball(shape, centre, radius: int) -> np.ndarray:
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
+
+
+# ---- tests ---------------------------------------------------------------------------------
+
+
+def test_clicks_segment_as_the_session_does_and_fast(browser, server, artifacts) -> None:
+    study = STUDY
+    viewer = Viewer(browser, server, study, artifacts)
+    page = viewer.page
+    keys = page.inner_text("#keys").lower()
+    assert "click" in keys and "shift" in keys and "undo" in keys, "the keys are on screen"
+    viewer.screenshot("01_opened.png")
+    phantom = server.phantom
+    first, second = lesions_by_size(phantom)[:2]
+
+    # a click on the largest lesion: it leaks into its neighbourhood
+    positive = viewer.click(hottest_voxel(phantom, first.instance))
+    clicked = viewer.mask()
+    assert clicked[positive], "the clicked voxel is in the object"
+    truth = phantom.lesion_instances == first.instance
+    assert (clicked & truth).sum() >= 0.5 * truth.sum(), "the lesion is found"
+    viewer.screenshot("02_click.png")
+
+    # a negative click in the leak (or, where there is none, away from the lesion) removes it
+    outside = clicked & ~ndimage.binary_dilation(truth, iterations=2)
+    if outside.sum() < 10:
+        outside = clicked & ~ball(clicked.shape, positive, 3)
+    parts, count = ndimage.label(outside)
+    largest = parts == 1 + int(np.argmax(ndimage.sum(outside, parts, range(1, count + 1))))
+    target = most_interior_voxel(largest, phantom.image.spacing)
+    negative = viewer.click(target, positive=False)
+    corrected = viewer.mask()
+    near = ball(clicked.shape, negative, 2)
+    assert not corrected[negative], "the negative click's voxel left the object"
+    assert corrected[near].sum() < clicked[near].sum(), "less object where the click was"
+    assert (corrected & outside).sum() < (clicked & outside).sum(), "the leak shrank"
+    viewer.screenshot("03_negative_click.png")
+
+    # undo (Ctrl+Z) brings the mask back exactly, and the negative click again removes the leak
+    page.keyboard.press("Control+z")
+    viewer.idle()
+    viewer.ops.append(("undo",))
+    np.testing.assert_array_equal(viewer.mask(), clicked)
+    viewer.click(target, positive=False)
+    np.testing.assert_array_equal(viewer.mask(), corrected)
+
+    # a second, named object on the next lesion, with two clicks
+    page.fill("#newname", "lesion B")
+    page.click("#new")
+    viewer.idle()
+    viewer.ops.append(("new_object", "lesion B"))
+    hot = hottest_voxel(phantom, second.instance)
+    viewer.click(hot)
+    others = np.argwhere(
+        (phantom.lesion_instances == second.instance) & ~ball(clicked.shape, hot, 2)
+    )
+    if len(others):
+        viewer.click(tuple(others[len(others) // 2]))
+    viewer.screenshot("04_two_objects.png")
+
+    # the page and the server hold what the session computes from the same prompts
+    labels, report = reference_labels(server, study, viewer.ops)
+    np.testing.assert_array_equal(viewer.mask(), labels)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    viewer.assert_shown(labels)
+    assert_statistics_shown(page, report, ["object 1", "lesion B"])
+
+    timings = viewer.timings()
+    print(f"click round trips in the browser, ms: {[round(t) for t in timings]}")
+    print(f"where they went, ms: {page.evaluate('seganypet.phases')}")
+    viewer.close()
+    assert len(timings) >= 5
+    assert statistics.median(timings) <= ROUND_TRIP_BUDGET_MS, timings
+
+
+def test_a_3d_box_then_save_a_nifti_label_map(browser, server, artifacts) -> None:
+    study = FLIPPED  # its voxel order differs from NiiVue's (RAS): the page must map it
+    viewer = Viewer(browser, server, study, artifacts)
+    page = viewer.page
+    phantom = server.phantom
+    lesion = lesions_by_size(phantom)[2]
+    truth = flip_xy(phantom.lesion_instances) == lesion.instance
+    where = np.argwhere(truth)
+    lo, hi = where.min(0) - 2, where.max(0) + 2
+    centre = ((lo + hi) // 2).tolist()
+
+    # the rectangle on the axial view through the lesion, then its depth on the coronal view
+    page.keyboard.press("b")
+    viewer.client_xy(centre, AXIAL)
+    viewer.drag([lo[0], lo[1], centre[2]], [hi[0], hi[1], centre[2]], AXIAL)
+    assert "depth" in page.inner_text("#hint")
+    before = len(viewer.timings())
+    viewer.drag(
+        [centre[0], centre[1], lo[2]],
+        [centre[0], centre[1], hi[2]],
+        CORONAL,
+        screenshot="05_box_depth.png",
+    )
+    page.wait_for_function("n => seganypet.timings.length > n", arg=before)
+    viewer.idle()
+    box = viewer.info()["objects"][0]["prompt_list"][-1]
+    assert box["kind"] == "box"
+    assert np.abs(np.subtract(box["lo"], lo)).max() <= 1, (box, lo)
+    assert np.abs(np.subtract(box["hi"], hi)).max() <= 1, (box, hi)
+    viewer.ops.append(("box", box["lo"], box["hi"]))
+    mask = viewer.mask()
+    assert (mask.astype(bool) & truth).sum() >= 0.5 * truth.sum(), "the box finds the lesion"
+    viewer.screenshot("06_box.png")
+    labels, report = reference_labels(server, study, viewer.ops)
+    np.testing.assert_array_equal(mask, labels)
+    viewer.assert_shown(labels)
+    assert_statistics_shown(page, report, ["object 1"])
+
+    # save: a download link to the NIfTI label map (no DICOM SEG: the input is NIfTI)
+    page.click("#save")
+    viewer.idle()
+    links = page.locator("#downloads a")
+    assert links.count() == 1 and links.first.get_attribute("data-format") == "nifti"
+    with page.expect_download() as download:
+        links.first.click()
+    saved = artifacts / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.endswith(".nii.gz")
+    written = nib.load(str(saved))
+    assert written.shape == phantom.image.shape
+    np.testing.assert_allclose(written.affine, flipped_affine(phantom), atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
+    viewer.screenshot("07_saved.png")
+    viewer.close()
