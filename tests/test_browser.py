@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,8 @@ def artifacts(tmp_path: Path) -> Path:
 class Viewer:
     """One page of the viewer, on one study, and the operations it sent (for the reference)."""
 
-    def __init__(self, browser, server: Server, study: str, artifacts: Path):
+    def __init__(self, browser, server: Server, study: str | Path, artifacts: Path):
+        """Open ``study``: a path under the data folder, or a file to upload."""
         from seganypet.server.client import Client
 
         self.server = server
@@ -169,8 +171,11 @@ class Viewer:
         )
         self.page.goto(f"{server.url}/?token={TOKEN}")
         self.page.wait_for_selector("body[data-ready]")
-        self.page.select_option("#study", study)
-        self.page.click("#open")
+        if isinstance(study, Path):
+            self.page.set_input_files("#upload", str(study))
+        else:
+            self.page.select_option("#study", study)
+            self.page.click("#open")
         self.page.wait_for_selector("body[data-opened]", timeout=60_000)
         self.idle()
         self.client = Client(server.url, TOKEN)
@@ -248,12 +253,12 @@ class Viewer:
         assert not self.errors, f"the page reported errors: {self.errors}"
 
 
-def reference_labels(server: Server, study: str, ops: list[tuple]):
+def reference_labels(path: Path, ops: list[tuple]):
     """The same operations through ``seganypet.Session``: the label map and its statistics."""
     from seganypet import Session, load_model
     from seganypet.quant import quantify
 
-    image = load_image(server.data / study)
+    image = load_image(path)
     session = Session(load_model("default"))
     session.set_image(image)
     for op in ops:
@@ -377,7 +382,7 @@ def test_clicks_segment_as_the_session_does_and_fast(browser, server, artifacts)
     viewer.screenshot("04_two_objects.png")
 
     # the page and the server hold what the session computes from the same prompts
-    labels, report = reference_labels(server, study, viewer.ops)
+    labels, report = reference_labels(server.data / study, viewer.ops)
     np.testing.assert_array_equal(viewer.mask(), labels)
     assert set(np.unique(labels)) == {0, 1, 2}
     viewer.assert_shown(labels)
@@ -424,7 +429,7 @@ def test_a_3d_box_then_save_a_nifti_label_map(browser, server, artifacts) -> Non
     mask = viewer.mask()
     assert (mask.astype(bool) & truth).sum() >= 0.5 * truth.sum(), "the box finds the lesion"
     viewer.screenshot("06_box.png")
-    labels, report = reference_labels(server, study, viewer.ops)
+    labels, report = reference_labels(server.data / study, viewer.ops)
     np.testing.assert_array_equal(mask, labels)
     viewer.assert_shown(labels)
     assert_statistics_shown(page, report, ["object 1"])
@@ -444,4 +449,53 @@ def test_a_3d_box_then_save_a_nifti_label_map(browser, server, artifacts) -> Non
     np.testing.assert_allclose(written.affine, flipped_affine(phantom), atol=1e-4)
     np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
     viewer.screenshot("07_saved.png")
+    viewer.close()
+
+
+def test_a_dicom_series_uploaded_saves_a_label_map_and_a_dicom_seg(
+    browser, server, artifacts, tmp_path
+) -> None:
+    import pydicom
+
+    from conftest import shared_path
+
+    series = shared_path("data", "sts_crops_dicom_gml", "STS_001", "image")
+    archive = tmp_path / "sts001.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(series.iterdir()):
+            zf.write(file, f"series/{file.name}")
+    viewer = Viewer(browser, server, archive, artifacts)
+    page = viewer.page
+    info = viewer.info()
+    assert info["dicom"] and "DICOM" in page.inner_text("#studyinfo")
+    image = load_image(series)
+    assert info["shape"] == list(image.shape)
+    inner = image.array[8:-8, 8:-8, 8:-8]  # the tumour, not the bladder at the crop's edge
+    hottest = np.add(np.unravel_index(np.argmax(inner), inner.shape), 8)
+    viewer.click(hottest, view=CORONAL)
+    labels, report = reference_labels(series, viewer.ops)
+    assert labels.any(), "the click found an object"
+    np.testing.assert_array_equal(viewer.mask(), labels)
+    viewer.assert_shown(labels)
+    assert_statistics_shown(page, report, ["object 1"])
+    viewer.screenshot("08_dicom.png")
+
+    page.click("#save")
+    viewer.idle()
+    links = page.locator("#downloads a")
+    assert [links.nth(i).get_attribute("data-format") for i in range(links.count())] == [
+        "nifti",
+        "dicom-seg",
+    ]
+    saved = {}
+    for i in range(2):
+        with page.expect_download() as download:
+            links.nth(i).click()
+        saved[i] = artifacts / download.value.suggested_filename
+        download.value.save_as(saved[i])
+    written = nib.load(str(saved[0]))
+    np.testing.assert_allclose(written.affine, image.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
+    seg = pydicom.dcmread(saved[1])
+    assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "object 1"
     viewer.close()

@@ -205,6 +205,8 @@ def test_prompts_objects_masks_and_stats(data_dir: Path) -> None:
     assert dice > 0.8
     assert info["objects"][0]["voxels"] == int((labels == 1).sum())
     assert info["can_undo"]
+    (prompt,) = info["objects"][0]["prompt_list"]  # what the viewer marks on the slices
+    assert prompt["kind"] == "point" and prompt["voxel"] == [15, 17, 12] and prompt["positive"]
 
     nifti = client.get(f"/api/sessions/{sid}/mask", params={"format": "nifti"})
     assert nifti.headers["content-type"] == "application/gzip"
@@ -224,6 +226,8 @@ def test_prompts_objects_masks_and_stats(data_dir: Path) -> None:
         f"/api/sessions/{sid}/boxes", json={"lo": [8, 10, 6], "hi": [22, 24, 18]}
     ).json()
     assert info["objects"][1]["voxels"] > 0
+    (box,) = info["objects"][1]["prompt_list"]
+    assert box["kind"] == "box" and box["lo"] == [8, 10, 6] and box["hi"] == [22, 24, 18]
     info = client.patch(f"/api/sessions/{sid}/objects/1", json={"name": "lesion"}).json()
     assert info["objects"][1]["name"] == "lesion"
     info = client.post(f"/api/sessions/{sid}/reset").json()

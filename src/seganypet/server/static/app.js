@@ -270,9 +270,9 @@ nv.drawScene = () => {
 };
 
 function layout() {
-  // Whole-body PET is tall: coronal, sagittal and MIP stand side by side at one scale. The axial
-  // view goes either beside them (wide screens) or on top of the coronal one, whichever leaves
-  // the images larger.
+  // Whole-body PET is tall: coronal, sagittal and MIP stand side by side at one scale, with the
+  // axial view beside them (wide screens) or on top of the coronal one; a study about as tall as
+  // it is wide gets a 2 x 2 grid. Whichever shows the images largest wins.
   if (!info) return;
   const canvas = $("gl");
   const dpr = canvas.width / Math.max(1, canvas.clientWidth);
@@ -281,37 +281,50 @@ function layout() {
   const H = Math.max(1, full - (nv.colorbarHeight || 48) / dpr - 6); // NiiVue draws the colour bar below
   const [X, Y, Z] = worldExtent();
   const gap = 8;
-  const beside = Math.min(H / Z, (W - 3 * gap) / (3 * X + Y));
-  const above = Math.min((H - gap) / (Z + Y), (W - 2 * gap) / (2 * X + Y));
-  const scale = Math.max(beside, above);
-  const tall = [X * scale, Y * scale, X * scale];
+  const layouts = {
+    beside: Math.min(H / Z, (W - 3 * gap) / (3 * X + Y)),
+    above: Math.min((H - gap) / (Z + Y), (W - 2 * gap) / (2 * X + Y)),
+    grid: Math.min((H - gap) / (Math.max(Y, Z) + Z), (W - gap) / (X + Math.max(X, Y))),
+  };
+  const chosen = Object.keys(layouts).reduce((a, b) => (layouts[b] > layouts[a] ? b : a));
+  const scale = layouts[chosen];
+  const [x, y, z] = [X * scale, Y * scale, Z * scale];
   const tiles = [];
-  const add = (sliceType, x, y, w, h) => tiles.push({ sliceType, position: [x / W, y / full, w / W, h / full] });
-  if (beside >= above) {
-    const spare = W - 3 * gap - tall[0] - tall[1] - tall[2];
-    const axialW = Math.max(X * scale, Math.min(spare, H * X / Y));
-    let left = Math.max(0, (W - (axialW + tall[0] + tall[1] + tall[2] + 3 * gap)) / 2);
+  const add = (sliceType, left, top, w, h) => tiles.push({ sliceType, position: [left / W, top / full, w / W, h / full] });
+  if (chosen === "beside") {
+    const spare = W - 3 * gap - 2 * x - y;
+    const axialW = Math.max(x, Math.min(spare, H * X / Y));
+    let left = Math.max(0, (W - (axialW + 2 * x + y + 3 * gap)) / 2);
     add(AXIAL, left, 0, axialW, axialW * Y / X);
     left += axialW + gap;
-    [CORONAL, SAGITTAL, RENDER].forEach((sliceType, i) => {
-      add(sliceType, left, 0, tall[i], Z * scale);
-      left += tall[i] + gap;
-    });
+    for (const [sliceType, w] of [[CORONAL, x], [SAGITTAL, y], [RENDER, x]]) {
+      add(sliceType, left, 0, w, z);
+      left += w + gap;
+    }
+  } else if (chosen === "above") {
+    const left = Math.max(0, (W - (2 * x + y + 2 * gap)) / 2);
+    add(AXIAL, left, 0, x, y);
+    add(CORONAL, left, y + gap, x, z);
+    add(SAGITTAL, left + x + gap, y + gap, y, z);
+    add(RENDER, left + x + y + 2 * gap, y + gap, x, z);
   } else {
-    let left = Math.max(0, (W - (tall[0] + tall[1] + tall[2] + 2 * gap)) / 2);
-    add(AXIAL, left, 0, tall[0], Y * scale);
-    add(CORONAL, left, Y * scale + gap, tall[0], Z * scale);
-    left += tall[0] + gap;
-    add(SAGITTAL, left, Y * scale + gap, tall[1], Z * scale);
-    left += tall[1] + gap;
-    add(RENDER, left, Y * scale + gap, tall[2], Z * scale);
+    const left = Math.max(0, (W - (x + Math.max(x, y) + gap)) / 2);
+    const top = Math.max(y, z) + gap;
+    add(AXIAL, left, 0, x, y);
+    add(RENDER, left + x + gap, 0, x, z);
+    add(CORONAL, left, top, x, z);
+    add(SAGITTAL, left + x + gap, top, y, z);
   }
+  // crosshair lines about 1.5 pixels wide whatever the zoom
+  nv.opts.crosshairWidthUnit = "mm";
+  nv.opts.crosshairWidth = 1.5 / scale;
+  if (nv.crosshairs3D) nv.crosshairs3D.mm[0] = NaN;
   const [mx, my, mw, mh] = tiles.find((t) => t.sliceType === RENDER).position;
   Object.assign($("mipbox").style, { left: `${mx * W}px`, top: `${my * full}px`, width: `${mw * W}px`, height: `${mh * full}px`, display: "block" });
   nv.setCustomLayout(tiles.filter((t) => t.sliceType !== RENDER));
   // the MIP fills its canvas (NiiVue leaves room to turn the volume's diagonal)
   const furthest = mipView.volumeObject3D?.furthestVertexFromOrigin || Math.hypot(X, Y, Z) / 2;
-  mipView.scene.volScaleMultiplier = (0.8 * furthest) / (X / 2) / 1.02;
+  mipView.scene.volScaleMultiplier = (0.8 * furthest) / (Math.min(X, Z) / 2) / 1.02;
   mipView.drawScene();
 }
 new ResizeObserver(() => layout()).observe($("viewer"));
