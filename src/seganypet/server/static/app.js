@@ -315,9 +315,9 @@ function layout() {
     add(CORONAL, left, top, x, z);
     add(SAGITTAL, left + x + gap, top, y, z);
   }
-  // crosshair lines about 1.5 pixels wide whatever the zoom
+  // crosshair lines about a pixel wide whatever the zoom
   nv.opts.crosshairWidthUnit = "mm";
-  nv.opts.crosshairWidth = 1.5 / scale;
+  nv.opts.crosshairWidth = 1 / scale;
   if (nv.crosshairs3D) nv.crosshairs3D.mm[0] = NaN;
   const [mx, my, mw, mh] = tiles.find((t) => t.sliceType === RENDER).position;
   Object.assign($("mipbox").style, { left: `${mx * W}px`, top: `${my * full}px`, width: `${mw * W}px`, height: `${mh * full}px`, display: "block" });
@@ -574,7 +574,7 @@ async function refreshStats() {
 
 async function interact(method, suffix, body, started) {
   if (!sid) return;
-  status("segmenting…");
+  status("working…");
   document.body.dataset.busy = "1";
   try {
     const sent = performance.now();
@@ -707,7 +707,8 @@ nv.onIntensityChange = (volume) => { // right-drag sets the window: show it, and
   }
 };
 document.addEventListener("keydown", (e) => {
-  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement?.tagName);
+  const field = document.activeElement;
+  const typing = field?.tagName === "TEXTAREA" || (field?.tagName === "INPUT" && ["text", "number", "search"].includes(field.type));
   if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z" && !typing) {
     e.preventDefault();
     if (info?.can_undo) enqueue(() => interact("POST", "/undo"));
@@ -748,7 +749,8 @@ viewer.addEventListener("mousedown", (e) => {
   const s = tileAt(x, y);
   if (!s || s.axCorSag > SAGITTAL) return;
   e.stopPropagation();
-  e.preventDefault();
+  e.preventDefault(); // (which keeps the focus where it was: leave any field, for the keys)
+  if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
   press = { x, y, tile: s, start: canvasToMM(s, x, y), dragged: false };
 }, true);
 
