@@ -541,7 +541,7 @@ const fmtBig = (v) => (v === null || v === undefined ? "—" : Math.abs(v) >= 10
 
 function showObjects() {
   const table = $("objects");
-  const head = "<tr><th>object</th><th title=\"highest voxel\">SUVmax</th><th title=\"mean in the 1 ml sphere placed where it is highest\">SUVpeak</th>"
+  const head = "<tr><th>object</th><th title=\"highest voxel\">SUVmax</th><th title=\"highest mean of a 1 ml sphere centred on a voxel of the object\">SUVpeak</th>"
     + "<th>SUVmean</th><th title=\"metabolic tumour volume, ml\">MTV ml</th><th title=\"total lesion glycolysis: SUVmean × MTV\">TLG</th></tr>";
   table.innerHTML = head;
   const byLabel = new Map((stats?.labels || []).map((s) => [s.label, s]));
