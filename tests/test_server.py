@@ -325,7 +325,7 @@ def test_dicom_upload_saves_a_dicom_seg(tmp_path: Path) -> None:
     hottest = np.unravel_index(np.argmax(array), array.shape)
     client.post(f"/api/sessions/{sid}/points", json={"voxel": [float(v) for v in hottest]})
     saved = client.post(f"/api/sessions/{sid}/save").json()
-    assert saved["format"] == "dicom-seg" and saved["file"].endswith(".dcm")
+    assert saved["format"] == "dicom-seg" and saved["file"] == "sts001_seg.dcm"
     import pydicom
 
     seg = pydicom.dcmread(io.BytesIO(client.get(saved["download"]).content))

@@ -550,7 +550,8 @@ def create_app(
             raise InputError("a DICOM SEG needs a DICOM input; save this study as nifti")
         if not names:
             raise InputError("there is nothing to save yet: no object has a mask")
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", state.name.removesuffix(".gz").removesuffix(".nii"))
+        name = state.name.removesuffix(".gz").removesuffix(".nii").removesuffix(".zip")
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
         filename = f"{stem.strip('._') or 'study'}_seg" + (
             ".dcm" if fmt == "dicom-seg" else ".nii.gz"
         )
