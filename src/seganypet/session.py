@@ -127,6 +127,7 @@ class Session:
         self.network = network
         self.max_tiles = max_tiles
         self.embedding_cache_size = embedding_cache_size
+        self._input_image: PetImage | None = None
         self._view: CanonicalView | None = None
         self._volume: torch.Tensor | None = None
         self._embeddings: OrderedDict[tuple[float, ...], Any] = OrderedDict()
@@ -138,6 +139,7 @@ class Session:
     def set_image(self, image: PetImage) -> None:
         if not image.is_suv:
             raise InputError(f"the session needs an image in SUV, this one is in {image.units}")
+        self._input_image = image
         self._view = image.canonical()
         self._volume = torch.from_numpy(self._view.image.array)
         self._embeddings.clear()
@@ -147,7 +149,9 @@ class Session:
 
     @property
     def image(self) -> PetImage:
-        return self._require_image().image
+        """The image as given to :meth:`set_image`, on its own grid (masks lie on this grid)."""
+        self._require_image()
+        return self._input_image
 
     def new_object(self, name: str | None = None) -> SegmentedObject:
         """Start a new object; the ones before it keep their masks."""
