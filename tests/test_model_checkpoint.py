@@ -21,6 +21,7 @@ from seganypet.model import (
     read_config,
     save_model,
 )
+from seganypet.model.checkpoint import WEIGHTS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -175,11 +176,13 @@ def test_convert_checkpoint(tmp_path, trained_small):
     assert _same_weights(converted, load_model(src))
 
 
-def test_missing_default_and_missing_files_are_input_errors(tmp_path):
-    with pytest.raises(InputError, match="no bundled model named 'default' is installed yet"):
-        load_model("default")
-    with pytest.raises(InputError, match="checkpoint path"):
-        load_model()
+def test_bundled_default_loads_and_missing_files_are_input_errors(tmp_path):
+    bundled = load_model()
+    assert bundled.config.preset == load_model("default").config.preset == "unet_small"
+    assert (WEIGHTS_DIR / "default.safetensors").stat().st_size <= 40 * 2**20
+    assert (WEIGHTS_DIR / "MODEL_CARD.md").is_file()
+    with pytest.raises(InputError, match="no bundled model named 'nosuch' is installed"):
+        load_model("nosuch")
     with pytest.raises(InputError, match="not found"):
         load_model(tmp_path / "nope.pth")
     junk = tmp_path / "junk.pth"

@@ -189,7 +189,14 @@ def save_overlay_mip(case: DemoCase, path: Path) -> Path:
         truth, _ = coronal_projection(view, view.from_input(obj.truth).astype(np.float32))
         filled = np.ma.masked_where(predicted < 0.5, predicted)
         cmap = matplotlib.colors.ListedColormap([colour])
-        overlay.imshow(filled, cmap=cmap, alpha=0.45, extent=extent, interpolation="nearest")
+        overlay.imshow(
+            filled,
+            cmap=cmap,
+            alpha=0.45,
+            extent=extent,
+            interpolation="nearest",
+            zorder=1 - 0.1 * index,
+        )
         columns = (np.arange(mip.shape[1]) + 0.5) * spacing[0]
         rows = (np.arange(mip.shape[0]) + 0.5) * spacing[2]
         overlay.contour(

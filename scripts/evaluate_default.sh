@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Reproduce every figure of the bundled model's card (src/seganypet/model/weights/MODEL_CARD.md):
+# the held-out real sarcomas, the held-out synthetic phantoms and the speed on this machine.
+# Needs ../shared/data beside the checkout. Reports go to reports/default/ (resumable).
+#
+#   bash scripts/evaluate_default.sh [MODEL]        # MODEL: default (the bundled one) or a path
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model="${1:-default}"
+out="reports/default"
+organs="brain,myocardium,liver,spleen,kidney_right,kidney_left,bladder,stomach"
+
+seganypet synth -o data/synth_val --cases 10 --seed 20261125 --quiet
+seganypet evaluate --data configs/real_heldout.json --model "$model" --protocol clicks --clicks 5 \
+  --baselines -o "$out/real" --no-progress
+seganypet evaluate --data data/synth_val --model "$model" --protocol clicks --clicks 5 \
+  --baselines --labels lesion -o "$out/synth_lesions" --no-progress
+seganypet evaluate --data data/synth_val --model "$model" --protocol clicks --clicks 5 \
+  --labels "$organs" -o "$out/synth_organs" --no-progress
+seganypet bench --model "$model" --threads 2 --repeats 5 | tee "$out/bench.json"
+
+python - "$out" <<'PY'
+import csv
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+out = Path(sys.argv[1])
+for part in ("real", "synth_lesions", "synth_organs"):
+    summary = json.loads((out / part / "summary.json").read_text())
+    print(f"\n{part}: {summary['counts']['objects']} objects, mean Dice after each step")
+    for method, result in summary["methods"].items():
+        steps = "  ".join(f"{s['dice_mean']:.3f}" for s in result["steps"])
+        print(f"  {method:24s} {steps}")
+        if part == "synth_organs":
+            for label, per_class in result["by_class"].items():
+                steps = "  ".join(f"{s['dice_mean']:.3f}" for s in per_class["steps"])
+                print(f"    {label:22s} {steps}")
+
+# Synthetic lesions by true volume (components numbered by decreasing volume, as evaluate does).
+volumes = {}
+for labels_file in sorted(Path("data/synth_val/labelsTr").glob("*.nii.gz")):
+    label_map = nib.load(labels_file)
+    lesion = np.asarray(label_map.dataobj) == 19
+    voxel_ml = float(np.prod(label_map.header.get_zooms()[:3])) / 1000
+    components, _ = ndimage.label(lesion, np.ones((3, 3, 3)))
+    sizes = sorted(np.bincount(components.ravel())[1:] * voxel_ml, reverse=True)
+    case = labels_file.name.removesuffix(".nii.gz")
+    volumes.update({(case, f"lesion_{k}"): ml for k, ml in enumerate(sizes, start=1)})
+bins = ((0, 2), (2, 10), (10, 50), (50, float("inf")))
+dice = {(b, step): [] for b in bins for step in (1, 5)}
+with open(out / "synth_lesions" / "per_step.csv", newline="") as table:
+    for row in csv.DictReader(table):
+        step = int(row["step"])
+        if row["method"].startswith("seganypet") and step in (1, 5):
+            ml = volumes[(row["case"], row["object"])]
+            dice[(next(b for b in bins if b[0] <= ml < b[1]), step)].append(float(row["dice"]))
+print("\nsynth_lesions by volume: objects, mean Dice at 1 and at 5 clicks")
+for low, high in bins:
+    ones, fives = dice[((low, high), 1)], dice[((low, high), 5)]
+    print(f"  {low:g}-{high:g} ml: {len(ones):3d}  {np.mean(ones):.3f}  {np.mean(fives):.3f}")
+PY
