@@ -5,8 +5,8 @@ Clicks and a 3D box go through real mouse events on NiiVue's canvas; what the pa
 statistics) and what the server holds (the mask) must equal the same prompts run through
 ``seganypet.Session``. A negative click removes a leak, undo restores the mask, save writes a
 NIfTI label map on the image's grid, and a click's round trip (pointer event to the overlay drawn)
-stays within 300 ms (median). Screenshots go to ``$SEGANYPET_ARTIFACTS`` (default: a temporary
-folder) for a person to look at.
+stays within 300 ms (median). Screenshots go to ``$SEGANYPET_ARTIFACTS`` (default:
+``test-artifacts/browser/`` in the checkout, kept after the run) for a person to look at.
 """
 
 from __future__ import annotations
@@ -144,8 +144,11 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture()
-def artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SEGANYPET_ARTIFACTS") or tmp_path / "screenshots")
+def artifacts() -> Path:
+    from conftest import REPO_ROOT
+
+    default = REPO_ROOT / "test-artifacts" / "browser"
+    folder = Path(os.environ.get("SEGANYPET_ARTIFACTS") or default)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
