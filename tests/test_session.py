@@ -132,3 +132,47 @@ def test_mask_prompt_seeds_the_object():
     seed = np.zeros(image.shape, bool)
     seed[5:9, 5:9, 5:9] = True
     np.testing.assert_array_equal(session.add_mask(seed), seed)
+
+
+def _blobs_image() -> tuple[PetImage, np.ndarray, np.ndarray]:
+    """2 mm voxels: a 1 ml sphere and a 65 ml sphere, SUV 6 on a background of 1."""
+    shape = (160, 80, 96)  # the two are more than a 3 mm tile (19.2 cm) apart
+    grid = np.stack(np.meshgrid(*[np.arange(n) * 2.0 for n in shape], indexing="ij"), -1)
+    small = np.linalg.norm(grid - (40.0, 80.0, 60.0), axis=-1) <= 6.2
+    large = np.linalg.norm(grid - (260.0, 80.0, 120.0), axis=-1) <= 25.0
+    array = np.where(small | large, 6.0, 1.0).astype(np.float32)
+    return PetImage(array, np.diag([2.0, 2.0, 2.0, 1.0])), small, large
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_a_small_object_is_segmented_again_at_a_finer_spacing():
+    image, small, large = _blobs_image()
+    click = tuple(int(v) for v in np.argwhere(small).mean(0).round())
+    coarse = Session(ThresholdNetwork(threshold=3.0, spacing_mm=3.0), zoom_small_objects=False)
+    coarse.set_image(image)
+    coarse_mask = coarse.add_point(click)
+    session = Session(ThresholdNetwork(threshold=3.0, spacing_mm=3.0))
+    session.set_image(image)
+    mask = session.add_point(click)
+    obj = session.current
+    assert obj.zoom == 2.0 and all(np.allclose(t.step, 0.75) for t in obj.tiles)
+    assert _dice(mask, small) > _dice(coarse_mask, small) + 0.05
+    assert _dice(mask, small) > 0.6  # the coarse tile (12 mm logits) misses it entirely
+    # later clicks keep the finer tiles; undoing the first click forgets the zoom
+    session.add_point(click, positive=True)
+    assert session.current.zoom == 2.0
+    session.undo()
+    session.undo()
+    assert session.current.zoom == 1.0 and not session.mask.any()
+    # a large object stays at the network's spacing
+    session.new_object("large")
+    big = session.add_point(tuple(int(v) for v in np.argwhere(large).mean(0).round()))
+    assert session.current.zoom == 1.0 and _dice(big, large) > 0.8
+    # a network that already samples at 1.5 mm never zooms
+    fine = Session(ThresholdNetwork(threshold=3.0, input_size=32, spacing_mm=1.5))
+    fine.set_image(image)
+    fine.add_point(click)
+    assert fine.current.zoom == 1.0

@@ -11,6 +11,12 @@ An object larger than one tile touches the tile's border. The tile is then moved
 and if the object is still cut, neighbouring tiles overlapping by half are added and seeded from
 the part of the mask they share; their logits are blended with weights that fall to zero at each
 tile's border, so the result has no seams.
+
+A small object is segmented at a finer spacing. When the first click of an object gives a mask
+under :data:`SMALL_OBJECT_ML`, the object is predicted again in a tile sampled at half the
+network's spacing (never finer than :data:`FINEST_ZOOM_SPACING_MM`), so that the network sees the
+lesion twice as large and its low-resolution logits describe it in twice the detail; every later
+prompt of that object uses that spacing. Networks already at 1.5 mm (``vit_b_ori``) never zoom.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ from seganypet.prompts import Box, MaskPrompt, Point, Prompt, most_interior_voxe
 MASK_PROMPT_LOGIT = 8.0
 BORDER_MARGIN_VOXELS = 2
 MAX_RECENTRES = 2
+#: A first click whose mask is smaller than this (ml) is predicted again at a finer spacing.
+SMALL_OBJECT_ML = 10.0
+#: The finest spacing a zoomed tile samples (mm), and the largest zoom.
+FINEST_ZOOM_SPACING_MM = 1.5
+MAX_ZOOM = 2.0
 
 
 def sample_volume(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -76,7 +87,7 @@ class Tile:
 
     @property
     def key(self) -> tuple[float, ...]:
-        return tuple(np.round(self.origin, 3).tolist())
+        return tuple(np.round(np.concatenate([self.origin, self.step]), 3).tolist())
 
     def to_crop(self, canonical_voxel: Sequence[float]) -> np.ndarray:
         return (np.asarray(canonical_voxel, float) - self.origin) / self.step
@@ -98,6 +109,7 @@ class SegmentedObject:
     tiles: list[Tile] = field(default_factory=list)
     prior: np.ndarray | None = None  # canonical mask given by add_mask
     logits: np.ndarray | None = None  # canonical blended logits
+    zoom: float = 1.0  # tiles sample at the network's spacing / zoom (small objects: > 1)
 
     def snapshot(self) -> SegmentedObject:
         """A copy for the undo history. Logits the tiles can reproduce are left out to save
@@ -122,9 +134,14 @@ class Session:
     """
 
     def __init__(
-        self, network: PromptableNetwork, max_tiles: int = 12, embedding_cache_size: int = 16
+        self,
+        network: PromptableNetwork,
+        max_tiles: int = 12,
+        embedding_cache_size: int = 16,
+        zoom_small_objects: bool = True,
     ):
         self.network = network
+        self.zoom_small_objects = zoom_small_objects
         self.max_tiles = max_tiles
         self.embedding_cache_size = embedding_cache_size
         self._input_image: PetImage | None = None
@@ -289,9 +306,21 @@ class Session:
     def _canonical(self, voxel: Sequence[float]) -> np.ndarray:
         return self._require_image().voxel_from_input(np.asarray(voxel, float))
 
-    def _step(self) -> np.ndarray:
+    def _step(self, zoom: float = 1.0) -> np.ndarray:
         spacing = np.asarray(self._require_image().image.spacing)
-        return np.asarray(self.network.config.spacing_mm, float) / spacing
+        return np.asarray(self.network.config.spacing_mm, float) / zoom / spacing
+
+    def _small_object_zoom(self) -> float:
+        """How much finer a small object's tiles sample (1: not at all)."""
+        if not self.zoom_small_objects:
+            return 1.0
+        coarsest = min(self.network.config.spacing_mm)
+        return float(np.clip(coarsest / FINEST_ZOOM_SPACING_MM, 1.0, MAX_ZOOM))
+
+    def _volume_ml(self, obj: SegmentedObject) -> float:
+        if obj.logits is None:
+            return 0.0
+        return float((obj.logits > 0).sum()) * self._require_image().image.voxel_volume_ml
 
     def _tile_size(self) -> int:
         sizes = set(self.network.config.input_size)
@@ -299,9 +328,8 @@ class Session:
             raise ValueError("the session drives networks with a cubic input only")
         return sizes.pop()
 
-    def _new_tile(self, centre: np.ndarray) -> Tile:
+    def _new_tile(self, centre: np.ndarray, step: np.ndarray) -> Tile:
         size = self._tile_size()
-        step = self._step()
         return self._placed(np.asarray(centre, float) - (size // 2) * step, step, size)
 
     def _placed(self, origin: np.ndarray, step: np.ndarray, size: int) -> Tile:
@@ -321,7 +349,7 @@ class Session:
                 np.float32
             )
             centre = np.argwhere(obj.prior).mean(0)
-            obj.tiles = [self._new_tile(centre)]
+            obj.tiles = [self._new_tile(centre, self._step(obj.zoom))]
             for tile in obj.tiles:
                 tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
             return
@@ -329,7 +357,7 @@ class Session:
         anchor = self._canonical(prompt.center if isinstance(prompt, Box) else prompt.voxel)
         targets = [t for t in obj.tiles if t.contains(anchor, margin=self._tile_size() / 8)]
         if not targets:
-            tile = self._new_tile(anchor)
+            tile = self._new_tile(anchor, self._step(obj.zoom))
             if obj.logits is not None:
                 tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
             obj.tiles.append(tile)
@@ -339,6 +367,23 @@ class Session:
         if len(obj.prompts) == 1 or isinstance(prompt, Box):
             self._cover_whole_object(obj, targets[0])
         self._blend(obj)
+        if len(obj.prompts) == 1 and isinstance(prompt, Point):
+            self._zoom_into_small_object(obj, anchor)
+
+    def _zoom_into_small_object(self, obj: SegmentedObject, anchor: np.ndarray) -> None:
+        """Predict a small object again at a finer spacing; keep the coarse result if that fails."""
+        zoom = self._small_object_zoom()
+        if zoom <= 1.0 or obj.logits is None or self._volume_ml(obj) >= SMALL_OBJECT_ML:
+            return
+        coarse = (obj.tiles, obj.logits, obj.zoom)
+        obj.zoom = zoom
+        tile = self._new_tile(anchor, self._step(zoom))
+        obj.tiles = [tile]
+        self._predict(obj, tile)
+        self._cover_whole_object(obj, tile)
+        self._blend(obj)
+        if obj.logits is None or not (obj.logits > 0).any():
+            obj.tiles, obj.logits, obj.zoom = coarse
 
     def _predict(self, obj: SegmentedObject, tile: Tile) -> None:
         """Run the network on one tile with every prompt of the object that falls inside it."""
@@ -455,7 +500,7 @@ class Session:
                 break
             centre_crop = (where.max(0) + where.min(0)) / 2.0
             centre = tile.origin + centre_crop * tile.step
-            moved = self._new_tile(centre)
+            moved = self._new_tile(centre, tile.step)
             if np.allclose(moved.origin, tile.origin, atol=0.5):
                 break
             obj.tiles.remove(tile)
