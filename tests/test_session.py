@@ -138,7 +138,7 @@ def _blobs_image() -> tuple[PetImage, np.ndarray, np.ndarray]:
     """2 mm voxels: a 1 ml sphere and a 65 ml sphere, SUV 6 on a background of 1."""
     shape = (160, 80, 96)  # the two are more than a 3 mm tile (19.2 cm) apart
     grid = np.stack(np.meshgrid(*[np.arange(n) * 2.0 for n in shape], indexing="ij"), -1)
-    small = np.linalg.norm(grid - (40.0, 80.0, 60.0), axis=-1) <= 6.2
+    small = np.linalg.norm(grid - (80.0, 80.0, 60.0), axis=-1) <= 6.2
     large = np.linalg.norm(grid - (260.0, 80.0, 120.0), axis=-1) <= 25.0
     array = np.where(small | large, 6.0, 1.0).astype(np.float32)
     return PetImage(array, np.diag([2.0, 2.0, 2.0, 1.0])), small, large
@@ -159,6 +159,8 @@ def test_a_small_object_is_segmented_again_at_a_finer_spacing():
     mask = session.add_point(click)
     obj = session.current
     assert obj.zoom == 2.0 and all(np.allclose(t.step, 0.75) for t in obj.tiles)
+    (tile,) = obj.tiles  # the finer tile is centred on the click, not on anything else
+    np.testing.assert_allclose(tile.origin + (tile.size // 2) * tile.step, click)
     assert _dice(mask, small) > _dice(coarse_mask, small) + 0.05
     assert _dice(mask, small) > 0.6  # the coarse tile (12 mm logits) misses it entirely
     # later clicks keep the finer tiles; undoing the first click forgets the zoom
