@@ -21,6 +21,7 @@ from seganypet.session import Session
 from seganypet.train.config import from_dict
 from seganypet.train.loop import Trainer
 from seganypet.train.objective import trainable_calls
+from training_checks import fixed_batch_loss
 
 SIZE = 64
 LOW = 32
@@ -213,17 +214,5 @@ def test_training_steps_lower_the_loss_on_a_blob(tmp_path):
     )
     trainer = Trainer(config)
     assert isinstance(trainer.network, PromptUNet)
-    samples, _ = trainer.step_plan(0)
-
-    def fixed_loss() -> float:
-        _, plan = trainer.step_plan(0)
-        with torch.no_grad():
-            loss, _ = trainer.model(*trainer._tensors(samples), plan)
-        return float(loss)
-
-    before = fixed_loss()
-    for _ in range(10):
-        trainer.train_step()
-    after = fixed_loss()
-    trainer.close()
+    before, after = fixed_batch_loss(trainer, steps=10)
     assert after < 0.8 * before, (before, after)

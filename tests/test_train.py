@@ -49,6 +49,7 @@ from seganypet.train.data import (
 )
 from seganypet.train.loop import Trainer, lr_factor, read_checkpoint, train, weights_digest
 from seganypet.train.objective import rectify_targets
+from training_checks import fixed_batch_loss
 
 TINY_PRESET = "test_tiny"
 TINY_ARCH = dict(
@@ -474,19 +475,7 @@ def test_training_lowers_the_loss_on_a_learnable_blob(tmp_path, blob_data):
         flip_probability=0.0,
     )
     trainer = Trainer(config)
-    samples, plan = trainer.step_plan(0)
-
-    def fixed_loss() -> float:
-        _, fresh_plan = trainer.step_plan(0)
-        with torch.no_grad():
-            loss, _ = trainer.model(*trainer._tensors(samples), fresh_plan)
-        return float(loss)
-
-    before = fixed_loss()
-    for _ in range(30):
-        trainer.train_step()
-    after = fixed_loss()
-    trainer.close()
+    before, after = fixed_batch_loss(trainer, steps=30)
     assert after < 0.8 * before, (before, after)
 
 
