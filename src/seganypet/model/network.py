@@ -65,6 +65,12 @@ class PromptInputs:
     config: ModelConfig
     device: torch.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The float type of the weights, in which inputs and outputs are given: float32, or
+        float64 after ``.double()`` (how the golden test proves the function exact)."""
+        return next(self.parameters()).dtype
+
     def embed(self, image: torch.Tensor | np.ndarray) -> Any:
         """Normalised crop ``(B, 1, *input_size)`` to the family's embedding, without gradients."""
         x = self._check_image(image)
@@ -79,7 +85,7 @@ class PromptInputs:
         boxes: Any = None,
         mask_logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One prompt round without gradients: float32 ``(low_res_logits, iou)``."""
+        """One prompt round without gradients: ``(low_res_logits, iou)`` in :attr:`dtype`."""
         with torch.no_grad():
             return self.predict(embedding, points, labels, boxes, mask_logits)
 
@@ -108,7 +114,7 @@ class PromptInputs:
                 f"the network takes a normalised crop of shape (B, {', '.join(map(str, expected))}), "
                 f"got {tuple(x.shape)}"
             )
-        return x.to(device=self.device, dtype=torch.float32)
+        return x.to(device=self.device, dtype=self.dtype)
 
     def _check_points(self, points: Any, labels: Any):
         if points is None:
@@ -116,7 +122,7 @@ class PromptInputs:
                 raise InputError("labels given without points")
             return None, None
         pts = torch.as_tensor(
-            np.asarray(points, dtype=np.float32) if not isinstance(points, torch.Tensor) else points
+            np.asarray(points, dtype=np.float64) if not isinstance(points, torch.Tensor) else points
         )
         labs = torch.as_tensor(
             np.asarray(labels, dtype=np.int64) if not isinstance(labels, torch.Tensor) else labels
@@ -138,9 +144,9 @@ class PromptInputs:
         labs = labs.to(torch.int64)
         if not bool(((labs == -1) | (labs == 0) | (labs == 1)).all()):
             raise InputError("point labels must be 1 (positive), 0 (negative) or -1 (padding)")
-        pts = pts.to(torch.float32)
+        pts = pts.to(self.dtype)
         real = labs != -1
-        size = torch.tensor(self.config.input_size, dtype=torch.float32)
+        size = torch.tensor(self.config.input_size, dtype=self.dtype)
         inside = torch.isfinite(pts).all(-1) & (pts >= -0.5).all(-1) & (pts <= size - 0.5).all(-1)
         if bool((real & ~inside).any()):
             raise InputError(f"a point lies outside the {self.config.input_size} crop")
@@ -149,8 +155,8 @@ class PromptInputs:
     def _check_mask_logits(self, mask_logits: torch.Tensor | None, batch: int) -> torch.Tensor:
         shape = (1, *self.config.low_res_size)
         if mask_logits is None:
-            return torch.zeros((batch, *shape), device=self.device)
-        m = torch.as_tensor(mask_logits, dtype=torch.float32, device=self.device)
+            return torch.zeros((batch, *shape), device=self.device, dtype=self.dtype)
+        m = torch.as_tensor(mask_logits, dtype=self.dtype, device=self.device)
         if m.ndim == 3:
             m = m[None, None]
         if m.ndim != 5 or tuple(m.shape[1:]) != shape:
@@ -173,7 +179,7 @@ class PromptInputs:
         if pts is not None:
             sizes.append(pts.shape[0])
         if boxes is not None:
-            boxes = torch.as_tensor(boxes, dtype=torch.float32)
+            boxes = torch.as_tensor(boxes, dtype=self.dtype)
             sizes.append(
                 boxes.shape[0]
                 if boxes.ndim == 3 or (boxes.ndim == 2 and boxes.shape[1] == 6)
@@ -252,7 +258,7 @@ class SamMed3D(PromptInputs, nn.Module):
         """The image encoder (with gradients if enabled); honours ``precision``."""
         with self._autocast():
             emb = self.image_encoder(x)
-        return emb.float()
+        return emb.to(self.dtype)
 
     def forward(
         self,

@@ -38,8 +38,8 @@ class PositionEmbeddingRandom3D(nn.Module):
 
     def dense(self, size: tuple[int, int, int]) -> torch.Tensor:
         """Encoding of every cell of a ``size`` grid, channels first ``(C, *size)``."""
-        device = self.positional_encoding_gaussian_matrix.device
-        idx = [torch.arange(n, device=device, dtype=torch.float32) + 0.5 for n in size]
+        matrix = self.positional_encoding_gaussian_matrix
+        idx = [torch.arange(n, device=matrix.device, dtype=matrix.dtype) + 0.5 for n in size]
         i0, i1, i2 = torch.meshgrid(*idx, indexing="ij")
         # First coordinate along axis 1, second along axis 0 (see the module docstring); each
         # divided by the size the reference divides it by (they only differ for non-cubic grids).
@@ -48,8 +48,9 @@ class PositionEmbeddingRandom3D(nn.Module):
 
     def points(self, coords: torch.Tensor, image_size: tuple[int, int, int]) -> torch.Tensor:
         """Encode voxel coordinates ``(B, N, 3)`` of a crop of ``image_size``."""
-        scale = torch.tensor(image_size, dtype=torch.float32, device=coords.device)
-        return self.encode(coords.to(torch.float32) / scale)
+        dtype = self.positional_encoding_gaussian_matrix.dtype
+        scale = torch.tensor(image_size, dtype=dtype, device=coords.device)
+        return self.encode(coords.to(dtype) / scale)
 
 
 class PromptEncoder3D(nn.Module):
@@ -110,7 +111,7 @@ class PromptEncoder3D(nn.Module):
 
         With ``pad`` a not-a-point token is appended (the reference does so when no box is given).
         """
-        points = points.to(torch.float32) + 0.5
+        points = points.to(self.not_a_point_embed.weight.dtype) + 0.5
         labels = labels.to(points.device)
         if pad:
             points = torch.cat([points, points.new_zeros((points.shape[0], 1, 3))], dim=1)
@@ -126,7 +127,7 @@ class PromptEncoder3D(nn.Module):
         """Learned box-corner tokens: ``boxes`` ``(B, 2, 3)`` low and high corner voxel indices."""
         if not self.has_box_embeddings:
             raise ValueError("this prompt encoder has no box embeddings")
-        corners = boxes.to(torch.float32).reshape(-1, 2, 3) + 0.5
+        corners = boxes.to(self.not_a_point_embed.weight.dtype).reshape(-1, 2, 3) + 0.5
         pe = self.pe_layer.points(corners, self.input_image_size)
         corner = torch.cat(
             [self.point_embeddings[2].weight, self.point_embeddings[3].weight], dim=0
@@ -152,7 +153,8 @@ class PromptEncoder3D(nn.Module):
         else:
             bs = 1
         device = self.point_embeddings[0].weight.device
-        sparse = [torch.empty((bs, 0, self.embed_dim), device=device)]
+        dtype = self.point_embeddings[0].weight.dtype
+        sparse = [torch.empty((bs, 0, self.embed_dim), device=device, dtype=dtype)]
         if points is not None:
             sparse.append(self.embed_points(points[0], points[1], pad=boxes is None))
         if boxes is not None:
