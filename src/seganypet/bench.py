@@ -1,32 +1,58 @@
-"""``seganypet bench``: how fast the network runs here, measured rather than claimed.
+"""``seganypet bench``: how fast things run here, measured rather than claimed.
 
-:func:`run_benchmark` times the image embedding (once per crop) and one prompt round (prompt
-encoder + mask decoder, once per click, feeding back the previous logits as the session does),
-and reports the peak resident memory. With ``bf16`` it also times the bfloat16 embedding and how
-far it is from float32. With ``compare_reference`` it also times the reference implementation's
-way of doing windowed attention (pad the token grid to whole windows, attend over every padded
-token, drop the padded outputs), so the speed-up of the exact collapsed attention is measured on
-this machine.
+Tests assert behaviour only, never a wall-clock budget; this module is where speed is measured,
+and it prints numbers (JSON) without judging them. Each mode is a function that returns (and
+prints) its measurements, plus the machine they were taken on (:func:`machine_info`):
+
+- :func:`run_benchmark` (the network, the default mode) times the image embedding (once per
+  crop) and one prompt round (prompt encoder + mask decoder, once per click, feeding back the
+  previous logits as the session does), and reports the peak resident memory. With ``bf16`` it
+  also times the bfloat16 embedding and how far it is from float32. With ``compare_reference``
+  it also times the reference implementation's way of doing windowed attention (pad the token
+  grid to whole windows, attend over every padded token, drop the padded outputs), so the
+  speed-up of the exact collapsed attention is measured on this machine.
+- :func:`run_session_benchmark`: clicks of :class:`seganypet.Session` on the real whole-body
+  STS_001 scan (DICOM load, first click with its embedding, later clicks).
+- :func:`run_server_benchmark`: a click's HTTP round trip on a real ``seganypet serve``
+  (the click, then the mask and statistics requests the viewer makes after it).
+- :func:`run_startup_benchmark`: the wall time of ``python -m seganypet --help`` and of
+  ``import torch`` alone (the command line reports it every time).
+- :func:`run_quant_benchmark` and :func:`run_rtstruct_benchmark`: SUV statistics of a large ROI
+  on a whole-body-sized image, and STS_001's ``GTV_Mass`` rasterised by both contour rules.
+
+Importing this module does not import torch (``seganypet --help`` must not): torch is imported
+inside the functions that need it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import resource
+import secrets
+import signal
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from seganypet.errors import InputError
-from seganypet.model.checkpoint import load_model
-from seganypet.model.network import PromptableNetwork, SamMed3D, build_network
-from seganypet.model.presets import preset_names
-from seganypet.model.runtime import configure_threads
+
+if TYPE_CHECKING:
+    import torch
+
+    from seganypet.model.network import PromptableNetwork, SamMed3D
+
+NETWORK_DEFAULT_MODEL = "vit_b_ori"
+SESSION_DEFAULT_MODEL = "default"
+STS001 = "sts001_wholebody_ge"
 
 
 def _timed(fn) -> tuple[float, Any]:
@@ -35,8 +61,54 @@ def _timed(fn) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
+def _summary(times: list[float], unit: str = "s", scale: float = 1.0) -> dict[str, float]:
+    """Median and min of ``times`` (seconds), scaled (1000 for milliseconds)."""
+    return {
+        f"{unit}_median": statistics.median(times) * scale,
+        f"{unit}_min": min(times) * scale,
+    }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU model, torch's widest vector ISA, threads, versions."""
+    import torch
+
+    try:
+        isa = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # older torch
+        isa = "unknown"
+    return {
+        "cpu": _cpu_model(),
+        "vector_isa": isa,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(json.dumps(result, indent=2), flush=True)
+
+
 def _synthetic_crop(size: tuple[int, int, int], seed: int) -> torch.Tensor:
     """A normalised crop with a bright blob and noise (its content does not change the timing)."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     axes = [torch.linspace(-1, 1, n) for n in size]
     d, h, w = torch.meshgrid(*axes, indexing="ij")
@@ -63,6 +135,13 @@ def _peak_rss_mb() -> float:
 
 
 def _build(model: str | Path | PromptableNetwork, seed: int) -> PromptableNetwork:
+    """A network: a preset name gets random weights, anything else goes to ``load_model``."""
+    import torch
+
+    from seganypet.model.checkpoint import load_model
+    from seganypet.model.network import PromptableNetwork, build_network
+    from seganypet.model.presets import preset_names
+
     if isinstance(model, PromptableNetwork) and not isinstance(model, (str, Path)):
         return model
     if isinstance(model, str) and model in preset_names():
@@ -71,8 +150,16 @@ def _build(model: str | Path | PromptableNetwork, seed: int) -> PromptableNetwor
     return load_model(model)
 
 
+def _check_counts(repeats: int, clicks: int = 1) -> None:
+    if repeats < 1 or clicks < 1:
+        raise InputError("--repeats and --clicks must be at least 1")
+
+
+# ============================================================================ the network
+
+
 def run_benchmark(
-    model: str | Path | SamMed3D | PromptableNetwork = "vit_b_ori",
+    model: str | Path | SamMed3D | PromptableNetwork = NETWORK_DEFAULT_MODEL,
     repeats: int = 5,
     bf16: bool = False,
     *,
@@ -91,8 +178,12 @@ def run_benchmark(
     ``peak_rss_mb`` is the process's peak resident memory before the reference comparison (which
     reports its own, higher peak: it materialises the padded attention).
     """
-    if repeats < 1 or clicks < 1:
-        raise ValueError("repeats and clicks must be at least 1")
+    import torch
+
+    from seganypet.model.network import SamMed3D
+    from seganypet.model.runtime import configure_threads
+
+    _check_counts(repeats, clicks)
     num_threads = configure_threads(threads)
     net = _build(model, seed)
     net.precision = "fp32"
@@ -128,6 +219,7 @@ def run_benchmark(
             )
             decode_times.append(t)
 
+    machine = machine_info()
     result: dict[str, Any] = {
         "preset": net.config.preset,
         "family": net.config.family,
@@ -135,7 +227,8 @@ def run_benchmark(
         "input_size": list(size),
         "threads": num_threads,
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": machine["cpu"],
+        "machine": machine,
         "repeats": repeats,
         "clicks": clicks,
         "embed_s_median": statistics.median(embed_times),
@@ -182,5 +275,597 @@ def run_benchmark(
     if is_vit:
         net.image_encoder.attention_mode = attention_mode
     if print_json:
-        print(json.dumps(result, indent=2))
+        _print(result)
+    return result
+
+
+# ============================================================================ start-up
+
+
+def _wall_times(command: list[str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+HELP_IMPORTS_TORCH = (
+    "import sys\n"
+    "from seganypet.cli import main\n"
+    "try:\n"
+    "    main(['--help'])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "sys.stderr.write(str('torch' in sys.modules))\n"
+)
+
+
+def run_startup_benchmark(runs: int = 3, *, print_json: bool = True) -> dict[str, Any]:
+    """Median wall time of ``python -m seganypet --help`` and of ``python -c 'import torch'``.
+
+    Each is a fresh interpreter (``runs`` times); ``cli_help_imports_torch`` says whether the
+    help screen loaded torch, so the difference between the two is the command line's own cost.
+    """
+    if runs < 1:
+        raise InputError("--startup-runs must be at least 1")
+    cli = _wall_times([sys.executable, "-m", "seganypet", "--help"], runs)
+    torch_import = _wall_times([sys.executable, "-c", "import torch"], runs)
+    check = subprocess.run(
+        [sys.executable, "-c", HELP_IMPORTS_TORCH],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    result = {
+        "runs": runs,
+        "cli_startup_s": statistics.median(cli),
+        "cli_startup_s_min": min(cli),
+        "torch_import_s": statistics.median(torch_import),
+        "torch_import_s_min": min(torch_import),
+        "cli_help_imports_torch": check.stderr.strip().endswith("True"),
+        "machine": machine_info(),
+    }
+    if print_json:
+        _print(result)
+    return result
+
+
+# ============================================================================ the session
+
+
+def _sts001_folder(shared_data: str | os.PathLike | None, what: str) -> Path:
+    from seganypet.datasets import shared_data_dir
+
+    data = Path(shared_data) if shared_data is not None else shared_data_dir()
+    folder = None if data is None else data / STS001
+    if folder is None or not (folder / "image").is_dir() or not (folder / "mask").is_dir():
+        where = folder or f"../shared/data/{STS001}"
+        raise InputError(
+            f"{what} needs the real STS_001 whole-body scan, not found at {where}: put the "
+            "project's shared/ folder beside the checkout or set SEGANYPET_SHARED to it"
+        )
+    return folder
+
+
+def _dice(a, b) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / total if total else 1.0
+
+
+def run_session_benchmark(
+    model: str | Path | PromptableNetwork = SESSION_DEFAULT_MODEL,
+    repeats: int = 5,
+    *,
+    clicks: int = 5,
+    threads: int | None = None,
+    shared_data: str | os.PathLike | None = None,
+    seed: int = 0,
+    print_json: bool = True,
+) -> dict[str, Any]:
+    """Clicks of :class:`seganypet.Session` on the real whole-body STS_001 scan (DICOM, SUVbw).
+
+    The DICOM series is loaded (timed), the RTSTRUCT's ``GTV_Mass`` gives the sarcoma. Each of
+    ``repeats`` rounds makes a fresh session: ``set_image``, the first click at the sarcoma's
+    SUVmax voxel (it includes the crop's embedding), then ``clicks - 1`` clicks of the
+    simulated user (at the centre of the largest error, positive or negative). Seconds; the
+    first round also pays the process's first-call costs (``first_click_s`` lists every round).
+    """
+    import numpy as np
+
+    from seganypet.io import load_image
+    from seganypet.io.masks import load_mask
+    from seganypet.model.runtime import configure_threads
+    from seganypet.prompts import next_click_at_error_centre
+    from seganypet.session import Session
+
+    _check_counts(repeats, clicks)
+    folder = _sts001_folder(shared_data, "seganypet bench --session")
+    num_threads = configure_threads(threads)
+    load_times = []
+    for _ in range(repeats):
+        t, image = _timed(lambda: load_image(folder / "image"))
+        load_times.append(t)
+    labels, _ = load_mask(folder / "mask" / "1-1.dcm", image, roi_names=["GTV_Mass"])
+    truth = labels > 0
+    hottest = np.where(truth, image.array, -np.inf)
+    voxel = tuple(int(i) for i in np.unravel_index(int(np.argmax(hottest)), hottest.shape))
+    model_load_s, net = _timed(lambda: _build(model, seed))
+
+    set_image_times, first_times, later_times = [], [], []
+    dice: list[float] = []
+    for _ in range(repeats):
+        session = Session(net)
+        t, _ = _timed(lambda: session.set_image(image))  # noqa: B023
+        set_image_times.append(t)
+        t, mask = _timed(lambda: session.add_point(voxel))  # noqa: B023
+        first_times.append(t)
+        dice = [_dice(mask, truth)]
+        for _ in range(clicks - 1):
+            click = next_click_at_error_centre(mask, truth, image.spacing)
+            if click is None:
+                break
+            t, mask = _timed(
+                lambda: session.add_point(click.voxel, positive=click.positive)  # noqa: B023
+            )
+            later_times.append(t)
+            dice.append(_dice(mask, truth))
+
+    result: dict[str, Any] = {
+        "image": f"{STS001}/image",
+        "shape": list(image.shape),
+        "spacing_mm": [round(float(s), 4) for s in image.spacing],
+        "target": "GTV_Mass",
+        "target_voxels": int(truth.sum()),
+        "first_click_voxel": list(voxel),
+        "model": str(model) if isinstance(model, (str, Path)) else net.config.preset,
+        "preset": net.config.preset,
+        "family": net.config.family,
+        "threads": num_threads,
+        "repeats": repeats,
+        "clicks": clicks,
+        "load_dicom_s_median": statistics.median(load_times),
+        "model_load_s": model_load_s,
+        "set_image_s_median": statistics.median(set_image_times),
+        "first_click_s_median": statistics.median(first_times),
+        "first_click_s": first_times,
+        "later_click_s_median": statistics.median(later_times) if later_times else None,
+        "later_click_s_min": min(later_times) if later_times else None,
+        "later_clicks_timed": len(later_times),
+        "dice_after_each_click": [round(d, 4) for d in dice],
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "machine": machine_info(),
+    }
+    if print_json:
+        _print(result)
+    return result
+
+
+# ============================================================================ the server
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _model_file(model: str | Path, folder: Path, seed: int) -> str:
+    """What ``seganypet serve --model`` takes: a preset gets random weights saved to a file."""
+    from seganypet.model.presets import preset_names
+
+    if isinstance(model, str) and model in preset_names():
+        from seganypet.model.checkpoint import save_model
+
+        return str(save_model(_build(model, seed), folder / f"{model}.safetensors"))
+    return str(model)
+
+
+class _ServeProcess:
+    """``seganypet serve`` in a subprocess; its output is collected by a thread (never blocks)."""
+
+    def __init__(self, command: list[str], env: dict[str, str]):
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._url_seen = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if "?token=" in line:
+                self._url_seen.set()
+        self._url_seen.set()  # the output ended: the process is gone
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_until_serving(self, client) -> None:
+        """Until the URL is printed and /api/health answers; an error if the process ends first."""
+        from seganypet.server.client import ServerError
+
+        self._url_seen.wait()
+        while self.process.poll() is None:
+            try:
+                client.health()
+                return
+            except (OSError, ServerError):
+                time.sleep(0.05)
+        raise InputError(f"seganypet serve stopped before serving:\n{self.output()}")
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM, on which uvicorn shuts down gracefully, then raises the signal again (exit
+        code -15); SIGKILL only if it has not ended a minute later (a hang guard)."""
+        killed = False
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                killed = True
+        self._reader.join()
+        self.process.stdout.close()
+        code = self.process.returncode
+        clean = not killed and code in (0, -signal.SIGTERM)
+        return {"exit_code": code, "clean": clean}
+
+
+def run_server_benchmark(
+    model: str | Path = SESSION_DEFAULT_MODEL,
+    repeats: int = 5,
+    *,
+    clicks: int = 5,
+    threads: int | None = None,
+    seed: int = 1,
+    print_json: bool = True,
+) -> dict[str, Any]:
+    """A click's HTTP round trip on a real ``seganypet serve`` (uvicorn, loopback, a token).
+
+    The server serves a synthetic phantom (``generate_phantom(seed)``) from a temporary folder.
+    A round trip is what the viewer does for one click: POST the point, then GET the label map
+    (``/mask?format=rle``) and the statistics (``/stats``). Each of ``repeats`` objects is a
+    lesion of the phantom (largest first): its first click at the lesion's hottest voxel (a
+    new crop: it includes the embedding), then ``clicks - 1`` clicks of the simulated user.
+    Milliseconds, measured by this client (the viewer adds its drawing on top).
+    """
+    import numpy as np
+
+    from seganypet.io.nifti import write_nifti
+    from seganypet.model.runtime import configure_threads
+    from seganypet.prompts import next_click_at_error_centre
+    from seganypet.server.client import Client
+    from seganypet.synth.phantom import generate_phantom
+
+    _check_counts(repeats, clicks)
+    num_threads = configure_threads(threads)  # what serve would pick; given to it explicitly
+    phantom = generate_phantom(seed)
+    lesions = sorted(phantom.lesions, key=lambda lesion: -lesion.voxels)
+    if not lesions:
+        raise InputError(f"phantom {seed} has no lesion to click; choose another seed")
+    with tempfile.TemporaryDirectory(prefix="seganypet-bench-") as tmp:
+        folder = Path(tmp)
+        data = folder / "data"
+        data.mkdir()
+        write_nifti(
+            phantom.image.array, phantom.image.affine, data / "phantom.nii.gz", phantom.image
+        )
+        token = secrets.token_hex(16)
+        port = _free_port()
+        command = [sys.executable, "-m", "seganypet", "serve", "--data", str(data)]
+        command += ["--model", _model_file(model, folder, seed), "--port", str(port)]
+        command += ["--token", token, "--work", str(folder / "work")]
+        command += ["--threads", str(num_threads)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_STATE_HOME": str(folder / "state")}
+        started = time.perf_counter()
+        server = _ServeProcess(command, env)
+        try:
+            client = Client(f"http://127.0.0.1:{port}", token)
+            server.wait_until_serving(client)
+            start_s = time.perf_counter() - started
+            open_s, _ = _timed(lambda: client.open("phantom.nii.gz"))
+            first, later, parts = [], [], {"click": [], "mask": [], "stats": []}
+            dice: list[list[float]] = []
+            for index in range(repeats):
+                lesion = lesions[index % len(lesions)]
+                truth = phantom.lesion_instances == lesion.instance
+                if index:
+                    client.new_object(f"lesion {index + 1}")
+                values = np.where(truth, phantom.image.array, -np.inf)
+                voxel = np.unravel_index(int(np.argmax(values)), values.shape)
+                click = (tuple(float(v) for v in voxel), True)
+                scores: list[float] = []
+                for step in range(clicks):
+                    t0 = time.perf_counter()
+                    info = client.add_point(click[0], positive=click[1])
+                    t1 = time.perf_counter()
+                    labels = client.mask()
+                    t2 = time.perf_counter()
+                    client.stats()
+                    t3 = time.perf_counter()
+                    (first if step == 0 else later).append(t3 - t0)
+                    for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                        parts[name].append(seconds)
+                    mask = labels == info["current"] + 1
+                    scores.append(round(_dice(mask, truth), 4))
+                    if step + 1 < clicks:
+                        point = next_click_at_error_centre(mask, truth, phantom.image.spacing)
+                        if point is None:
+                            break
+                        click = (point.voxel, point.positive)
+                dice.append(scores)
+        finally:
+            shutdown = server.stop()
+    every = first + later
+    result: dict[str, Any] = {
+        "study": f"phantom (generate_phantom({seed}))",
+        "shape": list(phantom.image.shape),
+        "model": str(model),
+        "threads": num_threads,
+        "objects": repeats,
+        "clicks": clicks,
+        "requests_per_round_trip": [
+            "POST /api/sessions/{id}/points",
+            "GET /api/sessions/{id}/mask?format=rle",
+            "GET /api/sessions/{id}/stats",
+        ],
+        "round_trips": len(every),
+        "server_start_s": start_s,
+        "open_study_s": open_s,
+        "round_trip_ms_median": statistics.median(every) * 1000,
+        "round_trip_ms_min": min(every) * 1000,
+        "first_click_round_trip_ms_median": statistics.median(first) * 1000,
+        "later_click_round_trip_ms_median": statistics.median(later) * 1000 if later else None,
+        "click_ms_median": statistics.median(parts["click"]) * 1000,
+        "mask_ms_median": statistics.median(parts["mask"]) * 1000,
+        "stats_ms_median": statistics.median(parts["stats"]) * 1000,
+        "dice_after_each_click": dice,
+        "server_shutdown": shutdown,
+        "machine": machine_info(),
+    }
+    if print_json:
+        _print(result)
+    return result
+
+
+# ============================================================================ quantification
+
+
+def run_quant_benchmark(
+    repeats: int = 5, *, seed: int = 2, print_json: bool = True
+) -> dict[str, Any]:
+    """SUV statistics of a large ROI (about 2.3 million voxels) on a whole-body-sized image.
+
+    The image is 128 x 128 x 267 (STS_001's grid) of gamma noise; label 1 is a large box and
+    label 2 a small one. One untimed warm-up, then ``repeats`` timed :func:`quantify` calls.
+    """
+    import numpy as np
+
+    from seganypet.image import PetImage
+    from seganypet.quant import quantify
+
+    _check_counts(repeats)
+    rng = np.random.default_rng(seed)
+    array = rng.gamma(2.0, 1.0, size=(128, 128, 267)).astype(np.float32)
+    labels = np.zeros(array.shape, dtype=np.uint8)
+    labels[10:118, 20:110, 15:250] = 1
+    labels[60:70, 60:70, 100:110] = 2
+    image = PetImage(array, np.diag([4.6875, 4.6875, 3.27, 1.0]))
+    quantify(image, labels)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t, report = _timed(lambda: quantify(image, labels))
+        times.append(t)
+    result = {
+        "shape": list(array.shape),
+        "roi_voxels": {str(region.label): region.voxels for region in report.labels},
+        "lesion_count": report.lesion_count,
+        "repeats": repeats,
+        "quantify_s_median": statistics.median(times),
+        "quantify_s_min": min(times),
+        "machine": machine_info(),
+    }
+    if print_json:
+        _print(result)
+    return result
+
+
+# ============================================================================ RTSTRUCT
+
+
+def run_rtstruct_benchmark(
+    repeats: int = 5,
+    *,
+    shared_data: str | os.PathLike | None = None,
+    print_json: bool = True,
+) -> dict[str, Any]:
+    """Rasterise STS_001's ``GTV_Mass`` onto its whole-body PET grid by each contour rule."""
+    from seganypet.io import load_image
+    from seganypet.io.rtstruct import CONTOUR_RULES, rasterise_rtstruct
+
+    _check_counts(repeats)
+    folder = _sts001_folder(shared_data, "seganypet bench --rtstruct")
+    image = load_image(folder / "image")
+    path = folder / "mask" / "1-1.dcm"
+    rules = {}
+    for rule in CONTOUR_RULES:
+        rasterise_rtstruct(path, image, ["GTV_Mass"], rule=rule)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t, masks = _timed(
+                lambda: rasterise_rtstruct(path, image, ["GTV_Mass"], rule=rule)  # noqa: B023
+            )
+            times.append(t)
+        voxels = int(masks["GTV_Mass"].sum())
+        rules[rule] = {
+            "voxels": voxels,
+            "volume_ml": round(voxels * image.voxel_volume_ml, 2),
+            "rasterise_s_median": statistics.median(times),
+            "rasterise_s_min": min(times),
+        }
+    result = {
+        "rtstruct": f"{STS001}/mask/1-1.dcm",
+        "roi": "GTV_Mass",
+        "shape": list(image.shape),
+        "repeats": repeats,
+        "rules": rules,
+        "machine": machine_info(),
+    }
+    if print_json:
+        _print(result)
+    return result
+
+
+# ============================================================================ command line
+
+DESCRIPTION = """\
+Measure how fast seganypet runs on this machine and print the numbers as JSON (nothing is
+asserted: tests check behaviour, this command measures speed). Every run reports the machine
+(CPU model, the widest vector ISA torch uses, threads, torch version) and the start-up cost:
+cli_startup_s (python -m seganypet --help) and torch_import_s (python -c 'import torch').
+
+Modes (several may be given; with none, the network is timed):
+  --network   the network's image embedding and per-click decode on a synthetic crop
+              (--bf16 and --compare-reference add to it)
+  --session   Session clicks on the real whole-body STS_001 scan (../shared/data)
+  --server    a click's HTTP round trip on a real `seganypet serve` (point, mask, stats)
+  --quant     SUV statistics of a 2.3-million-voxel ROI on a whole-body-sized image
+  --rtstruct  STS_001's GTV_Mass rasterised by both contour rules
+
+--model: for --network a preset gets random weights (the timing does not depend on them) and
+defaults to vit_b_ori, the released SegAnyPET network; for --session and --server it defaults
+to the bundled model 'default', the one `seganypet serve` and `segment` use (a preset there
+also gets random weights, so its masks mean nothing).
+"""
+
+EPILOG = """\
+examples:
+  seganypet bench --model vit_b_ori --compare-reference --repeats 3
+  seganypet bench --session --repeats 3
+  seganypet bench --server --threads 1
+  seganypet bench --quant --rtstruct
+"""
+
+
+def _whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``bench`` on the ``seganypet`` command's subparsers (imports no torch)."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="Time the network, a session click, a server round trip and start-up on this "
+        "machine; prints the measurements as JSON.",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        help="a preset (random weights: vit_b_ori, small, unet_small), 'default' or a checkpoint "
+        "path (default: vit_b_ori for --network, default for --session and --server)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=_whole_number(1),
+        default=5,
+        help="timed repetitions: network timings, sessions, server objects (default 5)",
+    )
+    parser.add_argument(
+        "--clicks",
+        type=_whole_number(1),
+        default=5,
+        help="clicks per timed decode session, session or server object (default 5)",
+    )
+    parser.add_argument(
+        "--bf16", action="store_true", help="also time the bf16 autocast image encoder"
+    )
+    parser.add_argument(
+        "--compare-reference",
+        action="store_true",
+        help="also time the reference's padded windowed attention",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    parser.add_argument(
+        "--network", action="store_true", help="time the network (the default mode)"
+    )
+    parser.add_argument(
+        "--session", action="store_true", help="time Session clicks on the real STS_001 scan"
+    )
+    parser.add_argument(
+        "--server", action="store_true", help="time a click's round trip on seganypet serve"
+    )
+    parser.add_argument(
+        "--quant", action="store_true", help="time SUV statistics of a large whole-body ROI"
+    )
+    parser.add_argument(
+        "--rtstruct",
+        action="store_true",
+        help="time rasterising STS_001's GTV_Mass by both contour rules",
+    )
+    parser.add_argument(
+        "--startup-runs",
+        type=_whole_number(1),
+        default=3,
+        help="fresh interpreters timed for cli_startup_s and torch_import_s (default 3)",
+    )
+    parser.set_defaults(func=run_bench_command)
+    return parser
+
+
+def run_bench_command(args: argparse.Namespace) -> dict[str, Any]:
+    """``seganypet bench``: run the chosen modes and print one JSON object with all of them."""
+    others = args.session or args.server or args.quant or args.rtstruct
+    network = args.network or args.bf16 or args.compare_reference or not others
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads must be at least 1")
+    result: dict[str, Any] = {
+        "startup": run_startup_benchmark(args.startup_runs, print_json=False),
+    }
+    counts = {"repeats": args.repeats, "clicks": args.clicks, "threads": args.threads}
+    if network:
+        result["network"] = run_benchmark(
+            args.model or NETWORK_DEFAULT_MODEL,
+            bf16=args.bf16,
+            compare_reference=args.compare_reference,
+            print_json=False,
+            **counts,
+        )
+    if args.session:
+        result["session"] = run_session_benchmark(
+            args.model or SESSION_DEFAULT_MODEL, print_json=False, **counts
+        )
+    if args.server:
+        result["server"] = run_server_benchmark(
+            args.model or SESSION_DEFAULT_MODEL, print_json=False, **counts
+        )
+    if args.quant:
+        result["quant"] = run_quant_benchmark(args.repeats, print_json=False)
+    if args.rtstruct:
+        result["rtstruct"] = run_rtstruct_benchmark(args.repeats, print_json=False)
+    machine = machine_info()
+    for section in result.values():
+        section.pop("machine", None)
+    result = {"machine": machine, **result}
+    _print(result)
     return result

@@ -359,19 +359,6 @@ def cmd_convert_checkpoint(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_bench(args: argparse.Namespace) -> None:
-    from seganypet.bench import run_benchmark
-
-    run_benchmark(
-        args.model,
-        repeats=args.repeats,
-        bf16=args.bf16,
-        clicks=args.clicks,
-        compare_reference=args.compare_reference,
-        threads=args.threads,
-    )
-
-
 def cmd_synth(args: argparse.Namespace) -> None:
     from seganypet.synth.dataset import write_dataset
 
@@ -546,28 +533,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command(
-        "bench",
-        cmd_bench,
-        "Time the network on this machine; prints median timings and peak RSS as JSON.",
-    )
-    p.add_argument(
-        "--model",
-        default="vit_b_ori",
-        help="a preset (random weights: vit_b_ori, small, unet_small), 'default' or a checkpoint path",
-    )
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions (default 5)")
-    p.add_argument(
-        "--clicks", type=int, default=5, help="clicks per timed decode session (default 5)"
-    )
-    p.add_argument("--bf16", action="store_true", help="also time the bf16 autocast image encoder")
-    p.add_argument(
-        "--compare-reference",
-        action="store_true",
-        help="also time the reference's padded windowed attention",
-    )
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-
-    p = command(
         "synth",
         cmd_synth,
         "Generate synthetic whole-body FDG PET phantoms with label maps (nnU-Net v2 raw layout).",
@@ -598,11 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clicks", type=int, default=3, help="simulated clicks per object (default 3)")
     p.add_argument("--no-real", action="store_true", help="skip the real STS_001 case")
 
+    from seganypet.bench import add_bench_parser
     from seganypet.evaluate.command import add_evaluate_parser
     from seganypet.server.command import add_serve_parser
     from seganypet.train.command import add_train_parser
 
     add_train_parser(sub)
+    add_bench_parser(sub)
     add_serve_parser(sub)
     add_evaluate_parser(sub)
     return parser
