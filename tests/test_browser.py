@@ -4,9 +4,10 @@ server (uvicorn on a loopback port, with a token) and the bundled model, on a sy
 Clicks and a 3D box go through real mouse events on NiiVue's canvas; what the page shows (the
 statistics) and what the server holds (the mask) must equal the same prompts run through
 ``seganypet.Session``. A negative click removes a leak, undo restores the mask, save writes a
-NIfTI label map on the image's grid, and a click's round trip (pointer event to the overlay drawn)
-stays within 300 ms (median). Screenshots go to ``$SEGANYPET_ARTIFACTS`` (default:
-``test-artifacts/browser/`` in the checkout, kept after the run) for a person to look at.
+NIfTI label map on the image's grid, and the page records one round-trip timing per click (its
+values are printed, never compared with a budget: ``seganypet bench --server`` measures speed).
+Screenshots go to ``$SEGANYPET_ARTIFACTS`` (default: ``test-artifacts/browser/`` in the
+checkout, kept after the run) for a person to look at.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import zipfile
@@ -49,8 +50,10 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 800}
 STUDY = "phantom.nii.gz"
 FLIPPED = "flipped/phantom.nii.gz"
-ROUND_TRIP_BUDGET_MS = 300.0
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Playwright's waits end in an error after this long: a guard against a hang only, far above
+# anything a working page needs even on a slow, busy machine (never a speed requirement).
+HANG_GUARD_MS = 300_000
 
 
 def _missing(reason: str) -> None:
@@ -78,6 +81,43 @@ def browser():
         )
         yield launched
         launched.close()
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, log) -> threading.Thread:
+    """Wait, without a clock, until ``seganypet serve`` answers ``/api/health``.
+
+    Its output is copied to ``log`` line by line until the line with its URL (printed once the
+    model is loaded, just before uvicorn binds the port); then health is polled while the
+    process lives. A process that exits first fails the test with what it printed. The rest of
+    its output goes to ``log`` from the thread returned, so the pipe never fills.
+    """
+    for line in process.stdout:
+        log.write(line)
+        log.flush()
+        if f"?token={TOKEN}" in line:
+            break
+    else:
+        process.wait()
+        log.seek(0)
+        pytest.fail(f"seganypet serve stopped before printing its URL:\n{log.read()}")
+
+    def copy_rest() -> None:
+        for rest in process.stdout:
+            log.write(rest)
+            log.flush()
+
+    copier = threading.Thread(target=copy_rest, daemon=True)
+    copier.start()
+    while process.poll() is None:
+        try:
+            # a timeout per request only guards against a hang; the loop ends with the process
+            urllib.request.urlopen(f"{url}/api/health?token={TOKEN}", timeout=30).close()
+            return copier
+        except OSError:
+            time.sleep(0.2)
+    copier.join()
+    log.seek(0)
+    pytest.fail(f"seganypet serve stopped before serving:\n{log.read()}")
 
 
 @dataclass
@@ -116,20 +156,18 @@ def server(tmp_path_factory):
     command = [sys.executable, "-m", "seganypet", "serve", "--data", str(data)]
     command += ["--model", "default", "--port", str(port), "--token", TOKEN, "--work", str(work)]
     command += ["--threads", "1"]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     threads = torch.get_num_threads()
+    copier = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/health?token={TOKEN}", timeout=2).close()
-                break
-            except OSError:
-                log.seek(0)
-                assert process.poll() is None, f"seganypet serve stopped: {log.read()}"
-                assert time.monotonic() < deadline, f"seganypet serve did not start: {log.read()}"
-                time.sleep(0.2)
+        copier = wait_until_serving(process, url, log)
         configure_threads(1)
         yield Server(url, data, phantom)
     finally:
@@ -140,6 +178,9 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if copier is not None:
+            copier.join()
+        process.stdout.close()
         log.close()
 
 
@@ -166,6 +207,7 @@ class Viewer:
         self.server = server
         self.artifacts = artifacts
         self.page = browser.new_page(viewport=VIEWPORT)
+        self.page.set_default_timeout(HANG_GUARD_MS)
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.on(
@@ -179,7 +221,7 @@ class Viewer:
         else:
             self.page.select_option("#study", study)
             self.page.click("#open")
-        self.page.wait_for_selector("body[data-opened]", timeout=60_000)
+        self.page.wait_for_selector("body[data-opened]")
         self.idle()
         self.client = Client(server.url, TOKEN)
         self.client.session_id = self.info()["session_id"]
@@ -329,7 +371,9 @@ def ball(shape, centre, radius: int) -> np.ndarray:
 # ---- tests ---------------------------------------------------------------------------------
 
 
-def test_clicks_segment_as_the_session_does_and_fast(browser, server, artifacts) -> None:
+def test_clicks_segment_as_the_session_does_and_each_is_timed_once(
+    browser, server, artifacts
+) -> None:
     study = STUDY
     viewer = Viewer(browser, server, study, artifacts)
     page = viewer.page
@@ -391,12 +435,20 @@ def test_clicks_segment_as_the_session_does_and_fast(browser, server, artifacts)
     viewer.assert_shown(labels)
     assert_statistics_shown(page, report, ["object 1", "lesion B"])
 
+    # the page's round-trip bookkeeping: one timing (and one breakdown) per click, each a
+    # duration; printed for a person, never compared with a budget
     timings = viewer.timings()
+    phases = page.evaluate("seganypet.phases")
     print(f"click round trips in the browser, ms: {[round(t) for t in timings]}")
-    print(f"where they went, ms: {page.evaluate('seganypet.phases')}")
+    print(f"where they went, ms: {phases}")
     viewer.close()
-    assert len(timings) >= 5
-    assert statistics.median(timings) <= ROUND_TRIP_BUDGET_MS, timings
+    clicks = sum(1 for op in viewer.ops if op[0] == "point")
+    assert len(timings) == len(phases) == clicks, (timings, viewer.ops)
+    assert all(np.isfinite(t) and t > 0 for t in timings), timings
+    for phase, total in zip(phases, timings, strict=True):
+        assert set(phase) == {"before", "prompt", "mask", "draw", "frame"}, phase
+        assert all(part >= 0 for part in phase.values()), phase
+        assert sum(phase.values()) == pytest.approx(total, abs=1e-6), (phase, total)
 
 
 def test_a_3d_box_then_save_a_nifti_label_map(browser, server, artifacts) -> None:

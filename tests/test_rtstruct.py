@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 
@@ -89,13 +88,13 @@ def test_wholebody_mask_equals_ibsi_crop_mask_at_the_crop_offset(wholebody):
 
 
 def test_wholebody_gtv_mass_volume_by_each_rule(wholebody):
-    """Centre inclusion gives the IBSI 366 ml; any-overlap the ~431 ml quoted, fast, as a superset."""
+    """Centre inclusion gives the IBSI 366 ml; any-overlap the ~431 ml quoted, as a superset.
+
+    (How long each rule takes is measured by ``seganypet bench --rtstruct``, not asserted.)"""
     path = shared_path("data", "sts001_wholebody_ge", "mask", "1-1.dcm")
     masks = {}
     for rule in CONTOUR_RULES:
-        started = time.perf_counter()
         masks[rule] = rasterise_rtstruct(path, wholebody, ["GTV_Mass"], rule=rule)["GTV_Mass"]
-        assert time.perf_counter() - started < 2.0, f"{rule} rasterisation is too slow"
     centre_ml = masks["centre"].sum() * wholebody.voxel_volume_ml
     any_overlap_ml = masks["any-overlap"].sum() * wholebody.voxel_volume_ml
     assert masks["centre"].sum() == 5095

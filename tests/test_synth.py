@@ -1,9 +1,8 @@
-"""The synthetic whole-body FDG phantoms: determinism, labels, uptake, lesions, timing, layout."""
+"""The synthetic whole-body FDG phantoms: determinism, labels, uptake, lesions, layout."""
 
 from __future__ import annotations
 
 import json
-import time
 
 import nibabel as nib
 import numpy as np
@@ -140,13 +139,21 @@ def test_lesions_count_volume_uptake_and_labels():
     assert max(counts) > 0
 
 
-def test_generation_takes_at_most_five_seconds_per_case():
-    generate_phantom(0)  # warm-up: imports, allocator, thread pools
-    started = time.perf_counter()
-    for seed in (41, 42, 43):
-        generate_phantom(seed)
-    per_case = (time.perf_counter() - started) / 3
-    assert per_case <= 5.0, f"{per_case:.2f} s per case"
+def test_a_phantom_depends_on_its_seed_only_not_on_global_random_state(phantoms):
+    """Generated alone, after the global RNGs were disturbed, a phantom equals the one made in a
+    batch, so ``write_dataset`` may make its cases in any order or resume. (How long generation
+    takes is not a test's business: tests never assert a wall-clock budget.)"""
+    import random
+
+    np.random.seed(12345)  # noqa: NPY002 (the legacy global state, on purpose)
+    random.seed(12345)
+    np.random.random(7)  # noqa: NPY002
+    alone = generate_phantom(SEEDS[-1])
+    batched = phantoms[SEEDS[-1]]
+    np.testing.assert_array_equal(alone.image.array, batched.image.array)
+    np.testing.assert_array_equal(alone.labels, batched.labels)
+    np.testing.assert_array_equal(alone.lesion_instances, batched.lesion_instances)
+    assert alone.lesions == batched.lesions
 
 
 def test_nnunet_layout_loads_back_on_one_grid(tmp_path):
