@@ -61,7 +61,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from seganypet.errors import InputError
 
@@ -514,6 +513,8 @@ def find_objects(
     label order, a lesion label's components in decreasing volume (ties in scan order).
     ``min_ml`` 0 keeps everything.
     """
+    from scipy import ndimage  # here, not at the top: `seganypet --help` reads this module
+
     labels = np.asarray(labels)
     if labels.dtype == bool:
         labels = labels.astype(np.uint8)

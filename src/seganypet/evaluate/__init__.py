@@ -11,31 +11,31 @@
 - :mod:`~seganypet.evaluate.command`: the ``seganypet evaluate`` subcommand.
 """
 
-from seganypet.evaluate.metrics import (
-    StepMetrics,
-    dice,
-    false_negative_volume_ml,
-    false_positive_volume_ml,
-    hausdorff_distance,
-    normalised_auc,
-    normalised_surface_dice,
-    step_metrics,
-)
-from seganypet.evaluate.protocols import PROTOCOLS, autopet_clicks, make_user
-from seganypet.evaluate.runner import EvaluationSettings, run_evaluation
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "PROTOCOLS",
-    "EvaluationSettings",
-    "StepMetrics",
-    "autopet_clicks",
-    "dice",
-    "false_negative_volume_ml",
-    "false_positive_volume_ml",
-    "hausdorff_distance",
-    "make_user",
-    "normalised_auc",
-    "normalised_surface_dice",
-    "run_evaluation",
-    "step_metrics",
-]
+_EXPORTS = {
+    "StepMetrics": "metrics",
+    "dice": "metrics",
+    "false_negative_volume_ml": "metrics",
+    "false_positive_volume_ml": "metrics",
+    "hausdorff_distance": "metrics",
+    "normalised_auc": "metrics",
+    "normalised_surface_dice": "metrics",
+    "step_metrics": "metrics",
+    "PROTOCOLS": "protocols",
+    "autopet_clicks": "protocols",
+    "make_user": "protocols",
+    "EvaluationSettings": "runner",
+    "run_evaluation": "runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Loaded on first use, so that ``seganypet --help`` (which registers the evaluate command)
+    does not import torch through the runner."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'seganypet.evaluate' has no attribute {name!r}")
+    return getattr(import_module(f"seganypet.evaluate.{_EXPORTS[name]}"), name)

@@ -10,7 +10,24 @@
 - :mod:`~seganypet.train.command`: the ``train`` subcommand (``add_train_parser``).
 """
 
-from seganypet.train.config import TrainConfig, resolve_config
-from seganypet.train.loop import Trainer, TrainSummary, build_network, train
+from importlib import import_module
+from typing import Any
 
-__all__ = ["TrainConfig", "TrainSummary", "Trainer", "build_network", "resolve_config", "train"]
+_EXPORTS = {
+    "TrainConfig": "config",
+    "resolve_config": "config",
+    "TrainSummary": "loop",
+    "Trainer": "loop",
+    "build_network": "loop",
+    "train": "loop",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Loaded on first use, so that ``seganypet --help`` (which registers the train command)
+    does not import torch through the training loop."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'seganypet.train' has no attribute {name!r}")
+    return getattr(import_module(f"seganypet.train.{_EXPORTS[name]}"), name)
