@@ -372,6 +372,7 @@ def test_a_changed_image_sets_the_old_journal_aside(data_dir: Path) -> None:
     sid = _open(client)["session_id"]
     client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]})
     bigger = np.ones((40, 30, 24), np.float32)
+    bigger[10:20, 10:20, 8:16] = 6.0
     nib.save(nib.Nifti1Image(bigger, AFFINE), data_dir / "patient1" / "pet.nii.gz")
     info = _open(_client(data_dir))
     assert info["replayed"] == 0 and info["objects"][0]["prompts"] == 0

@@ -16,7 +16,10 @@ from seganypet.session import Session
 
 def permuted_image(shape=(40, 30, 24)) -> PetImage:
     affine = np.array([[0, 0, -4.0, 90], [-2.0, 0, 0, 40], [0, 3.0, 0, -60], [0, 0, 0, 1]])
-    return PetImage(np.ones(shape, np.float32), affine)
+    background = 1.0 + 0.01 * np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / np.prod(
+        shape
+    )
+    return PetImage(background, affine)
 
 
 def test_point_lands_where_clicked_and_result_is_on_input_grid():
@@ -110,6 +113,29 @@ def _box_as_centre(decode):
         return decode(embedding, points, labels)
 
     return wrapped
+
+
+@pytest.mark.parametrize("value", [0.0, 2.5, -1.0])
+def test_an_image_without_uptake_is_refused(value):
+    """All zeros or constant: nothing to segment (a model would return an arbitrary blob)."""
+    session = Session(SphereNetwork())
+    blank = PetImage(np.full((20, 20, 20), value, np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
+    with pytest.raises(InputError, match="no uptake"):
+        session.set_image(blank)
+    negative = blank.with_array(np.where(np.arange(20)[:, None, None] % 2, -1.0, 0.0))
+    with pytest.raises(InputError, match="no voxel is above 0"):
+        session.set_image(negative)
+
+
+def test_a_point_sign_must_be_a_boolean():
+    session = Session(SphereNetwork())
+    session.set_image(permuted_image())
+    for sign in ("false", 0, None):
+        with pytest.raises(InputError, match="'positive' must be true or false"):
+            session.add_point((10, 10, 5), positive=sign)
+    with pytest.raises(InputError, match="three numbers"):
+        session.add_point(("a", 1, 2))
+    assert session.add_point((10, 10, 5), positive=np.bool_(True)).any()
 
 
 def test_bad_prompts_are_clear_errors():

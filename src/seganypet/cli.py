@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seganypet.errors import InputError
+
+if TYPE_CHECKING:
+    from seganypet.prompts import Box, Point
 
 EXIT_USER_ERROR = 2
 
@@ -216,24 +222,63 @@ COORDINATES_HELP = (
 )
 
 
+COORDINATE_OPTIONS = ("--point", "--box")
+_STARTS_LIKE_A_NUMBER = re.compile(r"^[\[(]?[-+]?\.?\d")
+_POINT_SIGN = re.compile(r"^(neg|pos)[\])]?$", re.IGNORECASE)
+
+
+def join_coordinate_arguments(argv: Sequence[str]) -> list[str]:
+    """``--point -44.5,-44.5,-789.7`` as one value, although it starts with a minus sign.
+
+    argparse takes a value beginning with ``-`` for an option unless it is one plain number, so
+    coordinates copied from ``quantify``'s output would be refused. A value after ``--point`` or
+    ``--box`` that starts like a number is attached with ``=``; pieces copied with spaces after
+    the commas (``-44.5, -44.5, -789.7``, also in brackets) are joined first.
+    """
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if (
+            arg in COORDINATE_OPTIONS
+            and i + 1 < len(args)
+            and _STARTS_LIKE_A_NUMBER.match(args[i + 1])
+        ):
+            value = args[i + 1]
+            i += 2
+            while (
+                value.endswith(",")
+                and i < len(args)
+                and (_STARTS_LIKE_A_NUMBER.match(args[i]) or _POINT_SIGN.match(args[i]))
+            ):
+                value += args[i]
+                i += 1
+            out.append(f"{arg}={value}")
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def _numbers(text: str, count: int, what: str) -> list[float]:
-    parts = [p.strip() for p in text.split(",")]
+    parts = [p.strip() for p in text.strip().strip("[]()").split(",")]
     try:
-        values = [float(p) for p in parts[:count]]
+        values = [float(p) for p in parts]
     except ValueError:
+        values = []
+    if len(values) != count or not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(
-            f"{what} takes {count} comma-separated numbers, got {text!r}"
-        ) from None
-    if len(values) != count:
-        raise argparse.ArgumentTypeError(
-            f"{what} takes {count} comma-separated numbers, got {text!r}"
+            f"{what} takes {count} comma-separated finite numbers, got {text!r}"
         )
     return values
 
 
-def parse_point(text: str) -> dict:
+def parse_point(text: str) -> Point:
     """``X,Y,Z`` for a positive click, ``X,Y,Z,neg`` for a negative one."""
-    parts = [p.strip().lower() for p in text.split(",")]
+    from seganypet.prompts import Point
+
+    parts = [p.strip().lower() for p in text.strip().strip("[]()").split(",")]
     positive = True
     if len(parts) == 4:
         if parts[3] not in ("neg", "pos", "-", "+", "0", "1"):
@@ -241,43 +286,55 @@ def parse_point(text: str) -> dict:
                 f"a point's 4th field is 'neg' or 'pos', got {parts[3]!r}"
             )
         positive = parts[3] in ("pos", "+", "1")
-    return {"point": _numbers(",".join(parts[:3]), 3, "--point"), "positive": positive}
+        parts = parts[:3]
+    return Point(tuple(_numbers(",".join(parts), 3, "--point")), positive)  # type: ignore[arg-type]
 
 
-def parse_box(text: str) -> dict:
+def parse_box(text: str) -> Box:
+    from seganypet.prompts import Box
+
     values = _numbers(text, 6, "--box")
-    if len(text.split(",")) != 6:
-        raise argparse.ArgumentTypeError(f"--box takes 6 comma-separated numbers, got {text!r}")
-    return {"box": values}
+    return Box(tuple(values[:3]), tuple(values[3:]))  # type: ignore[arg-type]
 
 
 def _read_prompt_file(path: Path) -> tuple[list[dict], bool]:
-    """Objects and their prompts from a JSON file; see `seganypet segment --help`."""
+    """Objects (name and prompts) from a JSON file; see `seganypet segment --help`."""
+    from seganypet.prompts import prompt_from_dict
+
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: no such prompts file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the prompts file ({exc.strerror})") from None
     if isinstance(data, list):
         data = {"objects": [{"name": "object 1", "prompts": data}]}
     objects = data.get("objects") if isinstance(data, dict) else None
     if not isinstance(objects, list) or not objects:
         raise InputError(f'{path}: expected {{"objects": [{{"name": ..., "prompts": [...]}}]}}')
-    mm = str(data.get("coordinates", "voxel")).lower() == "mm"
-    for obj in objects:
+    coordinates = data.get("coordinates", "voxel")
+    if coordinates not in ("voxel", "mm"):
+        raise InputError(f'{path}: "coordinates" is "voxel" or "mm", got {coordinates!r}')
+    checked = []
+    for i, obj in enumerate(objects):
+        where = f"{path}: objects[{i}]"
         if (
             not isinstance(obj, dict)
             or not isinstance(obj.get("prompts"), list)
             or not obj["prompts"]
         ):
-            raise InputError(f"{path}: every object needs a non-empty list of prompts")
-        for prompt in obj["prompts"]:
-            if not isinstance(prompt, dict) or not ({"point", "box"} & set(prompt)):
-                raise InputError(
-                    f'{path}: a prompt is {{"point": [x, y, z], "positive": true}} or {{"box": [x0, y0, z0, x1, y1, z1]}}'
-                )
-    return objects, mm
+            raise InputError(f"{where}: every object needs a non-empty list of prompts")
+        name = obj.get("name", f"object {i + 1}")
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"{where}: 'name' must be a non-empty string")
+        prompts = [
+            prompt_from_dict(prompt, f"{where}.prompts[{j}]")
+            for j, prompt in enumerate(obj["prompts"])
+        ]
+        checked.append({"name": name, "prompts": prompts})
+    return checked, coordinates == "mm"
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
@@ -285,6 +342,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
     from seganypet.io.masks import save_mask
     from seganypet.model import configure_threads, load_model
+    from seganypet.prompts import Box
     from seganypet.session import Session
 
     if args.prompts_file and args.prompts:
@@ -312,25 +370,20 @@ def cmd_segment(args: argparse.Namespace) -> None:
     session = Session(network)
     session.set_image(image)
 
-    def to_voxel(values: list[float]) -> np.ndarray:
+    def to_voxel(values: Sequence[float]) -> np.ndarray:
         values = np.asarray(values, float)
         return image.world_to_voxel(values) if mm else values
 
     for index, obj in enumerate(objects):
         if index:
-            session.new_object(str(obj.get("name", f"object {index + 1}")))
+            session.new_object(obj["name"])
         else:
-            session.current.name = str(obj.get("name", args.name))
+            session.current.name = obj["name"]
         for prompt in obj["prompts"]:
-            if "box" in prompt:
-                box = list(prompt["box"])
-                if len(box) != 6:
-                    raise InputError(f"a box needs 6 numbers (two opposite corners), got {box}")
-                session.add_box(to_voxel(box[:3]), to_voxel(box[3:]))
+            if isinstance(prompt, Box):
+                session.add_box(to_voxel(prompt.lo), to_voxel(prompt.hi))
             else:
-                session.add_point(
-                    to_voxel(prompt["point"]), positive=bool(prompt.get("positive", True))
-                )
+                session.add_point(to_voxel(prompt.voxel), positive=prompt.positive)
 
     labels, names = session.label_map()
     save_mask(labels, names, image, args.output, format=args.format)
@@ -583,7 +636,7 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_coordinate_arguments(sys.argv[1:] if argv is None else argv))
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"seganypet {args.command}: warning: {message}", file=sys.stderr)

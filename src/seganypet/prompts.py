@@ -6,10 +6,15 @@ given in millimetres and converted keeps its sub-voxel position.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
+from seganypet.errors import InputError, plain
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,83 @@ class MaskPrompt:
 
 
 Prompt = Point | Box | MaskPrompt
+
+POINT_FORM = '{"point": [x, y, z], "positive": true}'
+BOX_FORM = '{"box": [x0, y0, z0, x1, y1, z1]}'
+
+
+def prompt_to_dict(prompt: Point | Box) -> dict[str, Any]:
+    """The JSON form of a point or a box (see :func:`prompt_from_dict`)."""
+    if isinstance(prompt, Point):
+        return {"point": [float(v) for v in prompt.voxel], "positive": bool(prompt.positive)}
+    if isinstance(prompt, Box):
+        return {"box": [float(v) for v in (*prompt.lo, *prompt.hi)]}
+    raise TypeError(f"{type(prompt).__name__} has no JSON form")
+
+
+def prompt_from_dict(data: object, where: str = "a prompt") -> Point | Box:
+    """A point or a box from its JSON form, checked strictly.
+
+    ``{"point": [x, y, z], "positive": true}`` (``positive`` optional, true by default) or
+    ``{"box": [x0, y0, z0, x1, y1, z1]}`` (two opposite corners). Coordinates are numbers;
+    ``positive`` is a JSON boolean (the string ``"false"`` is refused, never read as true); any
+    other key is refused, so that a misspelt one is not silently ignored. ``where`` names the
+    prompt in the error message.
+    """
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: a prompt is {POINT_FORM} or {BOX_FORM}, got {_json_type(data)}")
+    kinds = [kind for kind in ("point", "box") if kind in data]
+    if len(kinds) != 1:
+        raise InputError(
+            f"{where}: a prompt has exactly one of 'point' or 'box' ({POINT_FORM} or {BOX_FORM})"
+        )
+    allowed = {"point", "positive"} if kinds[0] == "point" else {"box"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InputError(
+            f"{where}: unknown key {unknown[0]!r} in a {kinds[0]} prompt; it takes "
+            + (POINT_FORM if kinds[0] == "point" else BOX_FORM)
+        )
+    if kinds[0] == "box":
+        corners = _numbers(data["box"], 6, f"{where}: 'box'")
+        return Box(tuple(corners[:3]), tuple(corners[3:]))  # type: ignore[arg-type]
+    positive = data.get("positive", True)
+    if not isinstance(positive, bool):
+        raise InputError(
+            f"{where}: 'positive' must be true or false (a JSON boolean), got {_json_type(positive)}"
+        )
+    return Point(tuple(_numbers(data["point"], 3, f"{where}: 'point'")), positive)  # type: ignore[arg-type]
+
+
+def _numbers(value: object, count: int, what: str) -> list[float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != count
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise InputError(f"{what} takes a list of {count} numbers, got {_json_type(value)}")
+    numbers = [float(v) for v in value]
+    if not all(math.isfinite(v) for v in numbers):
+        raise InputError(f"{what} takes finite numbers, got {plain(numbers)}")
+    return numbers
+
+
+def _json_type(value: object) -> str:
+    """A value as its JSON type and text: ``the string "false"``, ``a list of 2 items``."""
+    if isinstance(value, str):
+        return f'the string "{value[:40]}"'
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return f"the number {plain(value)}"
+    if isinstance(value, list):
+        text = json.dumps(value, default=str)
+        return f"a list of {len(value)} item{'s' * (len(value) != 1)} {text[:80]}"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def most_interior_voxel(

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seganypet.errors import InputError
+from seganypet.errors import InputError, plain
 from seganypet.image import CanonicalView, PetImage
 from seganypet.model.config import normalise_crop
 from seganypet.model.network import PromptableNetwork
@@ -123,6 +123,19 @@ class SegmentedObject:
         )
 
 
+def refuse_without_uptake(image: PetImage) -> None:
+    """An image whose voxels are all equal (all zero: an empty frame, a mask) holds nothing to
+    segment; a model would return an arbitrary blob for it."""
+    values = image.array
+    highest, lowest = float(values.max()), float(values.min())
+    if highest <= 0 or highest == lowest:
+        what = f"every voxel is {plain(highest)}" if highest == lowest else "no voxel is above 0"
+        raise InputError(
+            f"the image holds no uptake ({what}); check that this is the PET image in SUV, "
+            "not a mask, an empty frame or a blank export"
+        )
+
+
 class Session:
     """Interactive promptable segmentation of one PET image, shaped like nnInteractive's session.
 
@@ -156,6 +169,7 @@ class Session:
     def set_image(self, image: PetImage) -> None:
         if not image.is_suv:
             raise InputError(f"the session needs an image in SUV, this one is in {image.units}")
+        refuse_without_uptake(image)
         self._input_image = image
         self._view = image.canonical()
         self._volume = torch.from_numpy(self._view.image.array)
@@ -193,6 +207,11 @@ class Session:
     def add_point(self, voxel: Sequence[float], positive: bool = True) -> np.ndarray:
         """Add a click at a voxel of the input array (floats allowed). Returns the new mask."""
         self._check_inside(voxel, "point")
+        if not isinstance(positive, (bool, np.bool_)):
+            raise InputError(
+                f"a point's 'positive' must be true or false, got {type(positive).__name__} "
+                f"{positive!r}"
+            )
         obj = self.current
         if positive is False and not obj.prompts:
             raise InputError(
@@ -208,7 +227,7 @@ class Session:
         lo_, hi_ = np.minimum(lo, hi), np.maximum(lo, hi)
         if np.any(hi_ - lo_ < 1):
             raise InputError(
-                f"the box {tuple(lo)}-{tuple(hi)} is empty along an axis; give two opposite corners "
+                f"the box {plain(tuple(lo_))}-{plain(tuple(hi_))} is empty along an axis; give two opposite corners "
                 "at least one voxel apart on every axis"
             )
         return self._apply(Box(tuple(float(v) for v in lo_), tuple(float(v) for v in hi_)))
@@ -281,14 +300,17 @@ class Session:
 
     def _check_inside(self, voxel: Sequence[float], what: str) -> None:
         shape = self._require_image().input_shape
-        voxel = np.asarray(voxel, float)
+        try:
+            voxel = np.asarray(voxel, float)
+        except (TypeError, ValueError):
+            raise InputError(f"a {what} needs three numbers, got {voxel!r}") from None
         if voxel.shape != (3,) or not np.isfinite(voxel).all():
             raise InputError(
-                f"a {what} needs three finite coordinates, got {tuple(voxel.tolist())}"
+                f"a {what} needs three finite coordinates, got {plain(voxel.tolist())}"
             )
         if np.any(voxel < -0.5) or np.any(voxel > np.asarray(shape) - 0.5):
             raise InputError(
-                f"the {what} {tuple(voxel.tolist())} lies outside the image, whose voxel indices run "
+                f"the {what} {plain(tuple(voxel))} lies outside the image, whose voxel indices run "
                 f"from (0, 0, 0) to {tuple(int(s) - 1 for s in shape)} (input array axis order)"
             )
 

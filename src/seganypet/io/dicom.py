@@ -26,6 +26,7 @@ Policies:
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -178,6 +179,11 @@ def _read_header(path: Path) -> Dataset | None:
     except InvalidDicomError:
         return None
     except Exception as exc:  # pydicom raises many kinds of errors on damaged files
+        if _has_dicom_preamble(path) and isinstance(exc, (struct.error, EOFError)):
+            raise InputError(
+                f"{path}: truncated: the file ends inside a DICOM element ({exc}); it was cut "
+                "short when copied or exported. Copy or export it again, or remove it"
+            ) from None
         if _has_dicom_preamble(path):
             raise InputError(
                 f"{path}: a damaged DICOM file ({type(exc).__name__}: {exc}); re-export or remove it"
@@ -468,14 +474,55 @@ def _float_or_none(value: Any) -> float | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _read_slice(file: Path) -> Dataset:
+    """A slice with its pixel data, refused with the reason when the file was cut short."""
+    try:
+        dataset = pydicom.dcmread(file)
+    except (struct.error, EOFError) as exc:
+        raise InputError(
+            f"{file}: truncated: the file ends inside a DICOM element ({exc}); it was cut short "
+            "when copied or exported. Copy or export it again"
+        ) from None
+    if "PixelData" not in dataset:
+        raise InputError(
+            f"{file}: no pixel data; the file is truncated or holds only a header. Copy or "
+            "export it again"
+        )
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and not syntax.is_compressed:
+        expected = _uncompressed_pixel_bytes(dataset)
+        stored = len(dataset.PixelData)
+        if expected is not None and stored < expected:
+            raise InputError(
+                f"{file}: truncated: its pixel data holds {stored} of the {expected} bytes that "
+                f"{dataset.get('Rows')} rows × {dataset.get('Columns')} columns × "
+                f"{dataset.get('BitsAllocated')} bits need; the file was cut short when copied "
+                "or exported. Copy or export it again"
+            )
+    return dataset
+
+
+def _uncompressed_pixel_bytes(dataset: Dataset) -> int | None:
+    try:
+        count = (
+            int(dataset.Rows)
+            * int(dataset.Columns)
+            * int(dataset.get("SamplesPerPixel", 1))
+            * int(dataset.get("NumberOfFrames", 1) or 1)
+        )
+        return count * int(dataset.BitsAllocated) // 8
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def _read_volume(path: Path, files: list[Path], factor: float) -> np.ndarray:
     """Stack the slices as (column, row, slice), rescaled per slice in float64, times the SUV factor."""
     volume: np.ndarray | None = None
     for k, file in enumerate(files):
-        dataset = pydicom.dcmread(file)
+        dataset = _read_slice(file)
         try:
             pixels = dataset.pixel_array
-        except Exception as exc:  # missing pixel data or no decoder for the transfer syntax
+        except Exception as exc:  # no decoder for the transfer syntax, or damaged pixel data
             syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "unknown")
             raise InputError(
                 f"{file}: cannot decode the pixel data (transfer syntax {syntax}: {exc}); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import zlib
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from seganypet.errors import InputError
+from seganypet.errors import InputError, plain
 from seganypet.image import PetImage
 from seganypet.io.atomic import atomic_path
+from seganypet.io.limits import FLOAT32_BYTES, check_fits_in_memory, format_shape
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -20,23 +22,109 @@ def is_nifti_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
+def _read_header(path: Path) -> nib.Nifti1Header:
+    """The header exactly as stored (nibabel's loader would quietly turn a zero voxel size
+    into 1 mm), without reading any voxel."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            start = handle.read(4)
+            if len(start) < 4:
+                raise InputError(f"{path}: the file is empty or truncated; it is not a NIfTI image")
+            sizes = {int.from_bytes(start, "little"), int.from_bytes(start, "big")}
+            klass = nib.Nifti2Header if 540 in sizes else nib.Nifti1Header
+            if not sizes & {348, 540}:
+                raise InputError(
+                    f"{path}: not a NIfTI image (no NIfTI-1 or NIfTI-2 header); give a .nii or "
+                    ".nii.gz file"
+                )
+            handle.seek(0)
+            return klass.from_fileobj(handle, check=False)
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        ValueError,
+        nib.spatialimages.HeaderDataError,
+        nib.wrapstruct.WrapStructError,
+    ) as exc:
+        raise InputError(
+            f"{path}: cannot read this NIfTI header ({exc}); the file may be truncated or not "
+            "NIfTI. Re-export or re-download it"
+        ) from None
+
+
+def _checked_shape(path: Path, header: nib.Nifti1Header) -> tuple[int, ...]:
+    """The volume's shape, refused when it is not one 3D volume or cannot fit in memory."""
+    dim = [int(n) for n in header["dim"]]
+    if not 1 <= dim[0] <= 7:
+        raise InputError(f"{path}: the header's dimension count dim[0] = {dim[0]} is not 1 to 7")
+    shape = tuple(dim[1 : dim[0] + 1])
+    if any(n < 1 for n in shape):
+        raise InputError(f"{path}: the header claims a volume of {format_shape(shape)} voxels")
+    if len(shape) < 3 or any(n != 1 for n in shape[3:]):
+        raise InputError(
+            f"{path}: expected a 3D volume, got {format_shape(shape)} voxels; give a single 3D "
+            "PET image (one time frame)"
+        )
+    try:
+        dtype = header.get_data_dtype()
+    except (KeyError, nib.spatialimages.HeaderDataError):
+        raise InputError(f"{path}: unknown NIfTI datatype code {int(header['datatype'])}") from None
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path}: voxels of type {dtype} are not scalar PET values")
+    check_fits_in_memory(str(path), shape, dtype.itemsize + FLOAT32_BYTES)
+    if not path.name.lower().endswith(".gz"):
+        needed = int(header["vox_offset"]) + int(np.prod(shape, dtype=object)) * dtype.itemsize
+        size = path.stat().st_size
+        if size < needed:
+            raise InputError(
+                f"{path}: truncated: its {format_shape(shape)} voxels of {dtype} need "
+                f"{needed} bytes and the file has {size}. Re-export or re-download it"
+            )
+    return shape
+
+
+def _check_voxel_size(path: Path, header: nib.Nifti1Header) -> None:
+    spacing = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+    if not np.isfinite(spacing).all() or (spacing == 0).any():
+        raise InputError(
+            f"{path}: the voxel size (pixdim) is {plain(spacing)} mm; it must be finite and "
+            "non-zero, or every volume would be wrong. Fix the header or re-export the image"
+        )
+
+
+def _checked_affine(path: Path, affine: np.ndarray | None) -> np.ndarray:
+    if affine is None:
+        raise InputError(f"{path}: the header places no voxel in space (no affine)")
+    affine = np.asarray(affine, dtype=np.float64)
+    axes = affine[:3, :3]
+    scale = float(np.prod(np.linalg.norm(axes, axis=0))) if np.isfinite(axes).all() else 0.0
+    if not np.isfinite(affine).all() or scale == 0.0 or abs(np.linalg.det(axes)) < 1e-6 * scale:
+        raise InputError(
+            f"{path}: the image's affine (sform/qform) is singular or not finite, so voxels "
+            "cannot be placed in millimetres. Fix the header or re-export the image"
+        )
+    return affine
+
+
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Image]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    header = _read_header(path)
+    shape = _checked_shape(path, header)
+    _check_voxel_size(path, header)
     try:
         img = nib.load(str(path))
+        affine = _checked_affine(path, img.affine)
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as exc:
         raise InputError(
             f"{path}: cannot read this NIfTI file ({exc}); it may be truncated or not NIfTI. "
             "Re-export or re-download it"
         ) from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"{path}: expected a 3D volume, got shape {data.shape}")
-    affine = img.affine if img.affine is not None else np.eye(4)
-    return data, np.asarray(affine, dtype=np.float64), img
+    data = data.reshape(shape[:3])
+    return data, affine, img
 
 
 def read_nifti_image(path: str | os.PathLike, units: str = "SUVbw") -> PetImage:

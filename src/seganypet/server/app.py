@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from seganypet.errors import InputError
 from seganypet.image import PetImage
@@ -70,7 +71,7 @@ class OpenStudy(BaseModel):
 
 class PointIn(BaseModel):
     voxel: Voxel = Field(description="voxel indices of the input array (floats allowed)")
-    positive: bool = Field(True, description="false for a click outside the object")
+    positive: StrictBool = Field(True, description="false for a click outside the object")
 
 
 class BoxIn(BaseModel):
@@ -277,13 +278,39 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    upload_names: dict[str, str] = {}  # sha256 of an upload -> the name it was sent with
+    private = re.compile(
+        re.escape(str(work)) + r"/uploads/([0-9a-f]{64})(?:/dicom/\d{6}_|/image\.nii(?:\.gz)?)?"
+        "|" + re.escape(str(work)) + "|" + re.escape(str(data_root)) + "/?"
+    )
+
+    def public(message: str) -> str:
+        """The message with the server's own paths taken out: a study is named relative to the
+        data folder, an upload by the name it was sent with (the member's name for a zip)."""
+
+        def replace(match: re.Match) -> str:
+            if match.group(1):
+                name = upload_names.get(match.group(1), "the upload")
+                return name + ("/" if match.group(0).endswith("_") else "")
+            return "" if match.group(0).startswith(str(data_root)) else "the server's work folder"
+
+        return private.sub(replace, message)
+
     @app.exception_handler(UploadTooLarge)
     async def too_large(request: Request, exc: UploadTooLarge):
-        return JSONResponse({"detail": str(exc)}, status_code=413)
+        return JSONResponse({"detail": public(str(exc))}, status_code=413)
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": public(str(exc))}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            {"detail": "the server failed on this request; its log has the details"},
+            status_code=500,
+        )
 
     # ------------------------------------------------------------------ helpers
     def get_state(session_id: str) -> StudyState:
@@ -433,7 +460,14 @@ def create_app(
             request.stream(), filename, work / "uploads", max_upload_bytes
         )
         name = Path(filename).name
-        state = await run_in_threadpool(open_study, f"upload:{sha}", name, path)
+        upload_names[sha] = name
+        try:
+            state = await run_in_threadpool(open_study, f"upload:{sha}", name, path)
+        except Exception:
+            with lock:
+                if f"upload:{sha}" not in states:
+                    shutil.rmtree(work / "uploads" / sha, ignore_errors=True)
+            raise
         with lock:
             return info(state)
 

@@ -145,7 +145,11 @@ async def receive_upload(
             if not image_path.is_dir():
                 staging = uploads / f".extract-{sha}-{os.getpid()}"
                 shutil.rmtree(staging, ignore_errors=True)
-                _extract_zip(partial, staging, max_bytes)
+                try:
+                    _extract_zip(partial, staging, max_bytes)
+                except BaseException:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
                 target_dir.mkdir(parents=True, exist_ok=True)
                 os.replace(staging, image_path)
         else:
