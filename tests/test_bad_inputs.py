@@ -354,3 +354,36 @@ def test_a_point_sign_over_http_must_be_a_boolean(server):
     assert refused.status_code == 422 and "positive" in refused.text
     info = client.post(url, json={"voxel": [12, 9, 8], "positive": False}).json()
     assert [p["positive"] for p in info["objects"][0]["prompt_list"]] == [True, False]
+
+
+# ---- command-line options ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["serve", "--port", "99999"], "a port is 1 to 65535"),
+        (["serve", "--port", "http"], "expected a whole number"),
+        (["segment", "-i", "x.nii", "-o", "y.nii", "--point", "1,2", "--threads", "1"], "--point"),
+        (["segment", "-i", "x.nii", "-o", "y.nii", "--threads", "0"], "expected 1 or more"),
+        (["bench", "--threads", "-2"], "expected 1 or more"),
+        (["train", "--data", "d", "--out", "o", "--threads", "0"], "expected 1 or more"),
+        (["no-such-command"], "invalid choice"),
+    ],
+)
+def test_a_bad_option_is_one_line_not_the_whole_usage(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == EXIT_USER_ERROR
+    assert_one_clear_line(EXIT_USER_ERROR, capsys.readouterr().err, expected, "--help")
+
+
+def test_serve_on_a_port_in_use_is_one_line(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(capsys, "serve", "--data", tmp_path, "--port", port)
+    assert_one_clear_line(code, err, f"cannot listen on 127.0.0.1 port {port}", "--port")

@@ -169,13 +169,18 @@ def float64_network(reference) -> SamMed3D:
     return copy.deepcopy(net).double()
 
 
-def _assert_float32_close(ours, golden64, tolerances) -> None:
-    far = {
-        name: (distance, tolerances[kind_of(name)])
-        for name, distance in distances(ours, golden64).items()
-        if distance > tolerances[kind_of(name)]
-    }
-    assert not far, f"further from the float64 reference than its own float32 allows: {far}"
+def _assert_float32_close(ours, golden64, tolerances, label: str) -> None:
+    """Within the tolerance of each kind; prints the worst ratio to the reference's own
+    distance per kind (``pytest -s`` shows it; the README quotes it)."""
+    worst: dict[str, float] = {}
+    for name, distance in distances(ours, golden64).items():
+        ratio = distance / tolerances[kind_of(name)] * FLOAT32_FACTOR
+        worst[kind_of(name)] = max(worst.get(kind_of(name), 0.0), ratio)
+    setting = os.environ.get("SEGANYPET_GOLDEN_KERNELS", "native")
+    shown = ", ".join(f"{kind} {ratio:.2f}" for kind, ratio in worst.items())
+    print(f"golden ratio [{setting}, {label}] x the reference's own float32 distance: {shown}")
+    far = {kind: ratio for kind, ratio in worst.items() if ratio > FLOAT32_FACTOR}
+    assert not far, f"further from the float64 reference than {FLOAT32_FACTOR}x its own: {far}"
 
 
 def _set_attention(net: SamMed3D, mode: str):
@@ -208,18 +213,24 @@ def test_float64_reference_order_attention_is_the_reference_function(reference, 
 def test_float32_fast_path_is_as_exact_as_the_reference(reference, float32_tolerances):
     net, rounds, _golden32, golden64, x = reference
     assert net.image_encoder.attention_mode == "fast"
-    _assert_float32_close(run_rounds(net, x, rounds), golden64, float32_tolerances)
+    _assert_float32_close(run_rounds(net, x, rounds), golden64, float32_tolerances, "fast")
 
 
 @pytest.mark.slow
 def test_float32_reference_order_path_is_as_exact_as_the_reference(reference, float32_tolerances):
-    net, rounds, _golden32, golden64, x = reference
+    net, rounds, golden32, golden64, x = reference
     previous = _set_attention(net, "padded")
     try:
         ours = run_rounds(net, x, rounds)
     finally:
         _set_attention(net, previous)
-    _assert_float32_close(ours, golden64, float32_tolerances)
+    _assert_float32_close(ours, golden64, float32_tolerances, "reference order")
+    bitwise = {
+        name: float(np.abs(value - golden32[name]).max())
+        for name, value in ours.items()
+        if name in ("image_embedding", "round0_low_res_logits", "round2_low_res_logits")
+    }
+    print(f"golden reference order vs the reference's float32 file: {bitwise}")
 
 
 def test_a_textbook_positional_encoding_is_outside_the_float32_tolerance(
@@ -246,12 +257,14 @@ def test_golden_holds_with_other_cpu_kernels(setting, reference):
     """The tests above, rerun in a fresh process with other CPU kernels forced."""
     env = {**os.environ, **OTHER_KERNELS[setting], "SEGANYPET_GOLDEN_KERNELS": setting}
     selection = "float64_network_is or float32_fast_path or float32_reference_order"
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
+    command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", __file__]
     result = subprocess.run(
         [*command, "-k", selection], cwd=REPO_ROOT, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, f"{setting} {OTHER_KERNELS[setting]}:\n{result.stdout[-4000:]}"
     assert "3 passed" in result.stdout, result.stdout[-2000:]
+    lines = result.stdout.splitlines()
+    print("\n".join(line[line.index("golden ") :] for line in lines if "golden " in line))
 
     # ... and the setting took effect: torch reports the forced ATen kernels.
     probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"

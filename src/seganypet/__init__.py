@@ -4,10 +4,8 @@ Everything but ``InputError`` is loaded on first use: ``PetImage`` needs nibabel
 and ``Session`` need torch, and ``seganypet --help`` needs none of them.
 """
 
-from importlib import import_module
-from typing import Any
-
 from seganypet.errors import InputError
+from seganypet.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -20,7 +18,4 @@ _EXPORTS = {
 __all__ = ["InputError", "PetImage", "Session", "__version__", "load_model"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'seganypet' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seganypet.cli_options import THREADS_HELP, whole_number_at_least
 from seganypet.errors import InputError
 
 if TYPE_CHECKING:
@@ -757,19 +758,6 @@ examples:
 """
 
 
-def _whole_number(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
-        return value
-
-    return parse
-
-
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``bench`` on the ``seganypet`` command's subparsers (imports no torch)."""
     parser = subparsers.add_parser(
@@ -787,13 +775,13 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--repeats",
-        type=_whole_number(1),
+        type=whole_number_at_least(1),
         default=5,
         help="timed repetitions: network timings, sessions, server objects (default 5)",
     )
     parser.add_argument(
         "--clicks",
-        type=_whole_number(1),
+        type=whole_number_at_least(1),
         default=5,
         help="clicks per timed decode session, session or server object (default 5)",
     )
@@ -805,7 +793,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="also time the reference's padded windowed attention",
     )
-    parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=whole_number_at_least(1), help=THREADS_HELP)
     parser.add_argument(
         "--network", action="store_true", help="time the network (the default mode)"
     )
@@ -825,7 +813,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--startup-runs",
-        type=_whole_number(1),
+        type=whole_number_at_least(1),
         default=3,
         help="fresh interpreters timed for cli_startup_s and torch_import_s (default 3)",
     )
@@ -837,8 +825,6 @@ def run_bench_command(args: argparse.Namespace) -> dict[str, Any]:
     """``seganypet bench``: run the chosen modes and print one JSON object with all of them."""
     others = args.session or args.server or args.quant or args.rtstruct
     network = args.network or args.bf16 or args.compare_reference or not others
-    if args.threads is not None and args.threads < 1:
-        raise InputError("--threads must be at least 1")
     result: dict[str, Any] = {
         "startup": run_startup_benchmark(args.startup_runs, print_json=False),
     }

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seganypet.cli_options import THREADS_HELP, OneLineParser, whole_number_at_least
 from seganypet.errors import InputError
 
 if TYPE_CHECKING:
@@ -426,7 +427,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="seganypet",
         description="Promptable 3D segmentation of whole-body PET, with SUV metrics. "
         "Voxel coordinates are indices in the order of the input image's array axes "
@@ -552,9 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="nifti",
         help="output format (dicom-seg needs a DICOM input)",
     )
-    p.add_argument(
-        "--threads", type=int, help="torch threads (default: SEGANYPET_NUM_THREADS or all cores)"
-    )
+    p.add_argument("--threads", type=whole_number_at_least(1), help=THREADS_HELP)
     p.add_argument(
         "--reference-order",
         action="store_true",

@@ -11,31 +11,26 @@
 - :mod:`~seganypet.evaluate.command`: the ``seganypet evaluate`` subcommand.
 """
 
-from importlib import import_module
-from typing import Any
+from seganypet.lazy import lazy_exports
 
 _EXPORTS = {
-    "StepMetrics": "metrics",
-    "dice": "metrics",
-    "false_negative_volume_ml": "metrics",
-    "false_positive_volume_ml": "metrics",
-    "hausdorff_distance": "metrics",
-    "normalised_auc": "metrics",
-    "normalised_surface_dice": "metrics",
-    "step_metrics": "metrics",
-    "PROTOCOLS": "protocols",
-    "autopet_clicks": "protocols",
-    "make_user": "protocols",
-    "EvaluationSettings": "runner",
-    "run_evaluation": "runner",
+    "StepMetrics": "seganypet.evaluate.metrics",
+    "dice": "seganypet.evaluate.metrics",
+    "false_negative_volume_ml": "seganypet.evaluate.metrics",
+    "false_positive_volume_ml": "seganypet.evaluate.metrics",
+    "hausdorff_distance": "seganypet.evaluate.metrics",
+    "normalised_auc": "seganypet.evaluate.metrics",
+    "normalised_surface_dice": "seganypet.evaluate.metrics",
+    "step_metrics": "seganypet.evaluate.metrics",
+    "PROTOCOLS": "seganypet.evaluate.protocols",
+    "autopet_clicks": "seganypet.evaluate.protocols",
+    "make_user": "seganypet.evaluate.protocols",
+    "EvaluationSettings": "seganypet.evaluate.runner",
+    "run_evaluation": "seganypet.evaluate.runner",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Loaded on first use, so that ``seganypet --help`` (which registers the evaluate command)
-    does not import torch through the runner."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'seganypet.evaluate' has no attribute {name!r}")
-    return getattr(import_module(f"seganypet.evaluate.{_EXPORTS[name]}"), name)
+# Loaded on first use: the runner and the training loop import torch.
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from seganypet.cli_options import whole_number_at_least
 from seganypet.datasets import LESION_KEYWORDS, MIN_OBJECT_ML
 from seganypet.errors import InputError
 
@@ -81,7 +81,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--clicks",
-        type=_whole_number_at_least(1),
+        type=whole_number_at_least(1),
         default=5,
         metavar="N",
         help="interaction steps per object: clicks, box + clicks, or click pairs for autopet "
@@ -127,7 +127,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed",
-        type=_whole_number_at_least(0),
+        type=whole_number_at_least(0),
         default=0,
         help="seed of clicks-random and of the autopet tie-breaks (default: 0)",
     )
@@ -243,18 +243,3 @@ def _names(text: str | None, option: str) -> tuple[str, ...] | None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-def _whole_number_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number no smaller than ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {minimum} or more, got {value}")
-        return value
-
-    return parse

@@ -6,9 +6,11 @@ import argparse
 import ipaddress
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
 
+from seganypet.cli_options import THREADS_HELP, port_number, whole_number_at_least
 from seganypet.errors import InputError
 
 LOOPBACK_NAMES = ("localhost",)
@@ -42,6 +44,27 @@ def server_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
+def refuse_a_taken_address(host: str, port: int) -> None:
+    """Bind once before loading the model, so that a port in use or an unknown host is one line
+    now rather than a log message from the server later."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InputError(
+            f"--host {host}: not an address of this machine ({exc.strerror})"
+        ) from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {host} port {port} ({exc.strerror}); choose another --port, "
+                "or stop the program that holds it"
+            ) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     token = choose_token(args.host, args.token)
     data = Path(args.data)
@@ -49,6 +72,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise InputError(f"--data {data}: no such folder")
     if not 0 < args.max_upload_mb:
         raise InputError("--max-upload-mb must be positive")
+
+    refuse_a_taken_address(args.host, args.port)
 
     import uvicorn
 
@@ -84,7 +109,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help=help, description=help)
     p.set_defaults(func=cmd_serve)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
     p.add_argument(
         "--token",
         default=os.environ.get("SEGANYPET_TOKEN", "auto"),
@@ -115,9 +140,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         default=2048,
         help="largest accepted upload in MB (default 2048)",
     )
-    p.add_argument(
-        "--threads", type=int, help="torch threads (default: SEGANYPET_NUM_THREADS or all cores)"
-    )
+    p.add_argument("--threads", type=whole_number_at_least(1), help=THREADS_HELP)
     p.add_argument(
         "--log-level",
         default="warning",

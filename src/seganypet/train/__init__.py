@@ -10,24 +10,19 @@
 - :mod:`~seganypet.train.command`: the ``train`` subcommand (``add_train_parser``).
 """
 
-from importlib import import_module
-from typing import Any
+from seganypet.lazy import lazy_exports
 
 _EXPORTS = {
-    "TrainConfig": "config",
-    "resolve_config": "config",
-    "TrainSummary": "loop",
-    "Trainer": "loop",
-    "build_network": "loop",
-    "train": "loop",
+    "TrainConfig": "seganypet.train.config",
+    "resolve_config": "seganypet.train.config",
+    "TrainSummary": "seganypet.train.loop",
+    "Trainer": "seganypet.train.loop",
+    "build_network": "seganypet.train.loop",
+    "train": "seganypet.train.loop",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Loaded on first use, so that ``seganypet --help`` (which registers the train command)
-    does not import torch through the training loop."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'seganypet.train' has no attribute {name!r}")
-    return getattr(import_module(f"seganypet.train.{_EXPORTS[name]}"), name)
+# Loaded on first use: the runner and the training loop import torch.
+__getattr__ = lazy_exports(__name__, _EXPORTS)
