@@ -35,7 +35,7 @@ def nifti_bytes(
     both, so that the voxel size alone places the voxels."""
     array = lesion_array() if array is None else array
     klass = nib.Nifti2Image if version == 2 else nib.Nifti1Image
-    img = klass(array, affine)
+    img = klass(array, affine, dtype=array.dtype)  # int64 too, which nibabel asks to confirm
     data = img.to_bytes()
     header = klass.header_class.from_fileobj(io.BytesIO(data))
     if not forms or sform is not None:
@@ -66,3 +66,34 @@ DEGENERATE_GEOMETRY = {
     ),
     "nan-sform": dict(sform=np.diag([4.0, np.nan, 3.0, 1.0])),
 }
+
+
+def nifti_header_of(data: bytes) -> nib.Nifti1Header:
+    """The header of NIfTI bytes (uncompressed) exactly as stored: nibabel's checks fix nothing."""
+    size = {int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big")}
+    klass = nib.Nifti2Header if 540 in size else nib.Nifti1Header
+    return klass.from_fileobj(io.BytesIO(data), check=False)
+
+
+def edit_header_fields(data: bytes, edits: list[tuple[str, int | None, object]]) -> bytes:
+    """NIfTI bytes (uncompressed) with raw header fields overwritten, as a damaged file would have
+    them: each edit is ``(field, index or None, value)``, the value cast to the field's stored type
+    (integers clipped to its range, floats overflowing to infinity). The voxel data stays as it is,
+    so that header and data may disagree."""
+    header = nifti_header_of(data)
+    fields = header.structarr
+    for name, index, value in edits:
+        kind = fields[name].dtype
+        if kind.kind in "iu":
+            limits = np.iinfo(kind.base)
+            number = float(value) if isinstance(value, float) else value
+            if isinstance(number, float) and not np.isfinite(number):
+                number = 0 if np.isnan(number) else (limits.max if number > 0 else limits.min)
+            value = min(max(int(number), int(limits.min)), int(limits.max))
+        with np.errstate(over="ignore", invalid="ignore"):
+            if index is None:
+                fields[name] = np.asarray(value).astype(kind)
+            else:
+                fields[name][index] = np.asarray(value).astype(kind.base)
+    block = header.binaryblock
+    return block + data[len(block) :]

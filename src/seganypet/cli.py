@@ -303,11 +303,17 @@ def _read_prompt_file(path: Path) -> tuple[list[dict], bool]:
     from seganypet.prompts import prompt_from_dict
 
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such prompts file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
+    except ValueError:  # json's limit on the digits of an integer
+        raise InputError(
+            f"{path}: not a prompts file: it holds a number of thousands of digits"
+        ) from None
+    except RecursionError:
+        raise InputError(f"{path}: not a prompts file: its JSON is nested too deeply") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the prompts file ({exc.strerror})") from None
     if isinstance(data, list):

@@ -101,16 +101,31 @@ def _numbers(value: object, count: int, what: str) -> list[float]:
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
         raise InputError(f"{what} takes a list of {count} numbers, got {_json_type(value)}")
+    for v in value:
+        if isinstance(v, int) and not _holds_exactly(v):
+            shown = f"the integer {v}" if abs(v) < 10**20 else "an integer of over 20 digits"
+            raise InputError(
+                f"{what} takes coordinates, got {shown}, too large to hold exactly; give voxel "
+                "indices or millimetres"
+            )
     numbers = [float(v) for v in value]
     if not all(math.isfinite(v) for v in numbers):
         raise InputError(f"{what} takes finite numbers, got {plain(numbers)}")
     return numbers
 
 
+def _holds_exactly(integer: int) -> bool:
+    """Whether a float holds this integer exactly (a JSON integer may have hundreds of digits)."""
+    try:
+        return float(integer) == integer
+    except OverflowError:
+        return False
+
+
 def _json_type(value: object) -> str:
     """A value as its JSON type and text: ``the string "false"``, ``a list of 2 items``."""
-    if isinstance(value, str):
-        return f'the string "{value[:40]}"'
+    if isinstance(value, str):  # quoted, with escapes where it holds a line break
+        return f"the string {json.dumps(value[:40], ensure_ascii=not value[:40].isprintable())}"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if value is None:

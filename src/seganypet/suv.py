@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
-from seganypet.errors import InputError
+from seganypet.errors import InputError, plain
 
 SuvType = Literal["bw", "lbm", "bsa", "ibw"]
 LbmFormula = Literal["janmahasatian", "james"]
@@ -221,8 +221,9 @@ class _SeriesSuv:
             bw_factor, decay_seconds, method = self._philips_counts_factor()
         factor = bw_factor * self._body_size_ratio(suv_type, lbm_formula)
         if not (math.isfinite(factor) and factor > 0):
+            used = ", ".join(f"{key} {plain(value)}" for key, value in self.tags_used.items())
             raise InputError(
-                f"the SUV factor came out as {factor}; check the header values used: {self.tags_used}"
+                f"the SUV factor came out as {plain(factor)}; check the header values used: {used}"
             )
         return SuvResult(
             factor=factor,
@@ -257,7 +258,7 @@ class _SeriesSuv:
         else:
             reason = "not an activity concentration this program can convert"
         raise InputError(
-            f"Units {units} ({reason}): the image is not quantitative, so SUV cannot be computed. "
+            f"Units {_shown(units)} ({reason}): the image is not quantitative, so SUV cannot be computed. "
             "Use the attenuation-corrected, calibrated PET series (Units BQML)"
         )
 
@@ -309,9 +310,16 @@ class _SeriesSuv:
                 )
             half_life = self._half_life_s()
             decayed_dose = dose_bq * 2.0 ** (-decay_seconds / half_life)
+            if not decayed_dose > 0:
+                raise InputError(
+                    f"the injected dose decays to nothing in the {plain(decay_seconds)} s from "
+                    f"injection ({injection.isoformat()}) to the scan ({scan.isoformat()}) with "
+                    f"RadionuclideHalfLife (0018,1075) {plain(half_life)} s; check the half-life "
+                    "and the injection date and time, or give them with --injection-time"
+                )
         else:
             raise InputError(
-                f"DecayCorrection {decay_correction}: the image is not decay-corrected to the "
+                f"DecayCorrection {_shown(decay_correction)}: the image is not decay-corrected to the "
                 "acquisition start or to the administration time (START or ADMIN), so SUV cannot "
                 "be computed"
             )
@@ -335,20 +343,27 @@ class _SeriesSuv:
             return 1.0
         weight_kg = self._weight_kg()
         height_cm = self._height_cm(suv_type)
-        if suv_type == "bsa":
-            # Slicer convention: BSA in m² in place of the weight in kg.
-            return body_surface_area_m2(weight_kg, height_cm) / weight_kg
-        sex = self._sex(suv_type)
+        sex = self._sex(suv_type) if suv_type != "bsa" else ""
         if suv_type == "lbm":
             self.tags_used["LeanBodyMassFormula"] = lbm_formula
-            lbm = lean_body_mass_kg(weight_kg, height_cm, sex, lbm_formula)
-            if lbm <= 0:
-                raise InputError(
-                    f"the {lbm_formula} lean body mass is {lbm:.1f} kg for weight {weight_kg} kg and "
-                    f"height {height_cm} cm; check --weight-kg and --height-cm"
-                )
-            return lbm / weight_kg
-        return ideal_body_weight_kg(height_cm, sex, weight_kg) / weight_kg
+        try:
+            if suv_type == "bsa":
+                # Slicer convention: BSA in m² in place of the weight in kg.
+                size, what = body_surface_area_m2(weight_kg, height_cm), "body surface area"
+            elif suv_type == "lbm":
+                size = lean_body_mass_kg(weight_kg, height_cm, sex, lbm_formula)
+                what = f"{lbm_formula} lean body mass"
+            else:
+                size, what = ideal_body_weight_kg(height_cm, sex, weight_kg), "ideal body weight"
+        except (OverflowError, ZeroDivisionError):  # absurd sizes: beyond what a float holds
+            size, what = math.inf, f"SUV{suv_type} body size"
+        if not (math.isfinite(size) and size > 0):
+            raise InputError(
+                f"the {what} comes out as {plain(size)} for weight {plain(weight_kg)} kg and "
+                f"height {plain(height_cm)} cm; check PatientWeight (0010,1030) and PatientSize "
+                "(0010,1020), or give them with --weight-kg and --height-cm"
+            )
+        return size / weight_kg
 
     # ---- the individual fields --------------------------------------------------------------
 
@@ -514,7 +529,9 @@ class _SeriesSuv:
             return None
         if isinstance(value, str):
             return [v.strip() for v in value.split("\\") if v.strip()]
-        return [str(v).strip() for v in value]
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            return [str(v).strip() for v in value]
+        return [str(value).strip()]  # a number or an object where codes belong
 
     def _header_number(self, keyword: str) -> float | None:
         return _parse_number(self._header_value(keyword))
@@ -554,9 +571,14 @@ class _SeriesSuv:
         flag = OVERRIDE_FLAGS.get(keyword)
         if keyword == "RadiopharmaceuticalStartTime":
             flag = OVERRIDE_FLAGS["RadiopharmaceuticalStartDateTime"]
+        value = self._header_value(keyword)
+        state = (
+            "is missing or empty in the DICOM header"
+            if value is None
+            else f"is {_shown(plain(value))} in the DICOM header, which is not usable"
+        )
         return InputError(
-            f"{keyword} {TAG_NUMBERS[keyword]} is missing or empty in the DICOM header, and SUV "
-            f"needs it; give {what} with {flag}"
+            f"{keyword} {TAG_NUMBERS[keyword]} {state}, and SUV needs it; give {what} with {flag}"
         )
 
 
@@ -647,6 +669,12 @@ def _private_element(dataset: Any, group: int, creator: str, offset: int) -> Any
 # --------------------------------------------------------------------------------------------
 
 
+def _shown(text: str) -> str:
+    """Header text as a message shows it: as it is, or quoted with escapes when it holds line
+    breaks or other unprintable characters."""
+    return text if text.isprintable() else repr(text)
+
+
 def _parse_number(value: Any) -> float | None:
     if value is None:
         return None
@@ -656,7 +684,7 @@ def _parse_number(value: Any) -> float | None:
             return None
     try:
         number = float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or an integer of hundreds of digits
         return None
     return number if math.isfinite(number) else None
 

@@ -515,6 +515,27 @@ def _uncompressed_pixel_bytes(dataset: Dataset) -> int | None:
         return None
 
 
+RESCALE_TAGS = {"RescaleSlope": "(0028,1053)", "RescaleIntercept": "(0028,1052)"}
+
+
+def _rescale_value(file: Path, dataset: Dataset, keyword: str) -> float | None:
+    """A slice's RescaleSlope or RescaleIntercept: None when absent or empty (slope 1, intercept
+    0), else one finite number (a non-zero one for the slope); anything else is refused, never
+    read as 1 or 0."""
+    value = dataset.get(keyword)
+    if value is None or not str(value).strip(" \x00"):
+        return None
+    number = _float_or_none(value)
+    if number is None or not np.isfinite(number) or (keyword == "RescaleSlope" and number == 0):
+        shown = str(value) if str(value).isprintable() else repr(str(value))
+        need = "one finite non-zero number" if keyword == "RescaleSlope" else "one finite number"
+        raise InputError(
+            f"{file}: {keyword} {RESCALE_TAGS[keyword]} is {shown}, not {need}, so the slice's "
+            "values cannot be read. Fix the header or re-export the series"
+        )
+    return number
+
+
 def _read_volume(path: Path, files: list[Path], factor: float) -> np.ndarray:
     """Stack the slices as (column, row, slice), rescaled per slice in float64, times the SUV factor."""
     volume: np.ndarray | None = None
@@ -531,13 +552,13 @@ def _read_volume(path: Path, files: list[Path], factor: float) -> np.ndarray:
             ) from None
         if pixels.ndim != 2:
             raise InputError(f"{file}: expected a 2D slice, got pixel data of shape {pixels.shape}")
-        slope = _float_or_none(dataset.get("RescaleSlope"))
-        intercept = _float_or_none(dataset.get("RescaleIntercept"))
+        slope = _rescale_value(file, dataset, "RescaleSlope")
+        intercept = _rescale_value(file, dataset, "RescaleIntercept")
         if volume is None:
             volume = np.empty((pixels.shape[1], pixels.shape[0], len(files)), dtype=np.float32)
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are refused later
             values = pixels.astype(np.float64) * (1.0 if slope is None else slope) + (
-                intercept or 0.0
+                0.0 if intercept is None else intercept
             )
             volume[:, :, k] = (values * factor).T
     assert volume is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -16,6 +17,7 @@ from seganypet.io.atomic import atomic_path
 from seganypet.io.limits import FLOAT32_BYTES, check_fits_in_memory, format_shape
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+LABEL_MAX = int(np.iinfo(np.uint16).max)  # label maps are read as uint16
 
 
 def is_nifti_path(path: str | os.PathLike) -> bool:
@@ -49,8 +51,8 @@ def _read_header(path: Path) -> nib.Nifti1Header:
         nib.wrapstruct.WrapStructError,
     ) as exc:
         raise InputError(
-            f"{path}: cannot read this NIfTI header ({exc}); the file may be truncated or not "
-            "NIfTI. Re-export or re-download it"
+            f"{path}: cannot read this NIfTI header ({_one_line(exc)}); the file may be "
+            "truncated or not NIfTI. Re-export or re-download it"
         ) from None
 
 
@@ -74,8 +76,14 @@ def _checked_shape(path: Path, header: nib.Nifti1Header) -> tuple[int, ...]:
     if dtype.kind not in "biuf":
         raise InputError(f"{path}: voxels of type {dtype} are not scalar PET values")
     check_fits_in_memory(str(path), shape, dtype.itemsize + FLOAT32_BYTES)
+    offset = float(header["vox_offset"])
+    if not math.isfinite(offset) or offset < 0:
+        raise InputError(
+            f"{path}: the header's voxel data offset (vox_offset) is {plain(offset)}, not a "
+            "position in the file; the header is damaged. Re-export or re-download it"
+        )
     if not path.name.lower().endswith(".gz"):
-        needed = int(header["vox_offset"]) + int(np.prod(shape, dtype=object)) * dtype.itemsize
+        needed = int(offset) + int(np.prod(shape, dtype=object)) * dtype.itemsize
         size = path.stat().st_size
         if size < needed:
             raise InputError(
@@ -92,6 +100,25 @@ def _check_voxel_size(path: Path, header: nib.Nifti1Header) -> None:
             f"{path}: the voxel size (pixdim) is {plain(spacing)} mm; it must be finite and "
             "non-zero, or every volume would be wrong. Fix the header or re-export the image"
         )
+
+
+def _check_scaling(path: Path, header: nib.Nifti1Header) -> None:
+    """The intensity scaling: a zero or NaN slope means none (the NIfTI rule); otherwise both
+    the slope and the intercept must be finite, or every voxel would be."""
+    slope, intercept = float(header["scl_slope"]), float(header["scl_inter"])
+    if math.isnan(slope) or slope == 0:
+        return
+    if not (math.isfinite(slope) and math.isfinite(intercept)):
+        raise InputError(
+            f"{path}: the header's intensity scaling (scl_slope {plain(slope)}, scl_inter "
+            f"{plain(intercept)}) is not finite, so no voxel value can be read. Fix the header "
+            "or re-export the image"
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line (nibabel's messages may hold line breaks)."""
+    return " ".join(str(exc).split())
 
 
 def _checked_affine(path: Path, affine: np.ndarray | None) -> np.ndarray:
@@ -114,14 +141,23 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Image]:
     header = _read_header(path)
     shape = _checked_shape(path, header)
     _check_voxel_size(path, header)
+    _check_scaling(path, header)
     try:
         img = nib.load(str(path))
         affine = _checked_affine(path, img.affine)
-        data = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite voxels are refused
+            data = np.asanyarray(img.dataobj)
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        ValueError,
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+    ) as exc:
         raise InputError(
-            f"{path}: cannot read this NIfTI file ({exc}); it may be truncated or not NIfTI. "
-            "Re-export or re-download it"
+            f"{path}: cannot read this NIfTI file ({_one_line(exc)}); it may be truncated or "
+            "not NIfTI. Re-export or re-download it"
         ) from None
     data = data.reshape(shape[:3])
     return data, affine, img
@@ -131,14 +167,22 @@ def read_nifti_image(path: str | os.PathLike, units: str = "SUVbw") -> PetImage:
     """Read a PET volume from NIfTI. NIfTI carries no SUV header, so ``units`` is taken on trust."""
     path = Path(path)
     data, affine, _ = _load(path)
-    array = data.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: refused below
+        array = data.astype(np.float32)
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
+        beyond = int(np.isfinite(data).sum() - np.isfinite(array).sum())
+        what = f" ({beyond} of them beyond 32-bit floats, ±3.4e38)" if beyond else ""
         raise InputError(
-            f"{path}: {bad} voxels are NaN or infinite; a PET volume must be finite everywhere. "
-            "Fill them (for example with 0) before loading"
+            f"{path}: {bad} voxels are NaN or infinite{what}; a PET volume must be finite "
+            "everywhere. Fill them (for example with 0) before loading"
         )
-    return PetImage(array, affine, units=units, metadata={"source": str(path), "format": "nifti"})
+    try:
+        return PetImage(
+            array, affine, units=units, metadata={"source": str(path), "format": "nifti"}
+        )
+    except InputError as exc:  # a geometry too small to place voxels
+        raise InputError(f"{path}: {exc}") from None
 
 
 def read_nifti_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +200,11 @@ def read_nifti_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         )
     if labels.min() < 0:
         raise InputError(f"{path}: the label map holds negative labels")
+    if float(labels.max()) > LABEL_MAX:
+        raise InputError(
+            f"{path}: the label map holds label {plain(labels.max())}, and labels go up to "
+            f"{LABEL_MAX}; give a label map (0 = background, 1, 2, ... = objects)"
+        )
     return labels.astype(np.uint16), affine
 
 
