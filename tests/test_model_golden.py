@@ -183,31 +183,34 @@ def _assert_float32_close(ours, golden64, tolerances, label: str) -> None:
     assert not far, f"further from the float64 reference than {FLOAT32_FACTOR}x its own: {far}"
 
 
-def _set_attention(net: SamMed3D, mode: str):
+def run_rounds_in_reference_order(
+    net: SamMed3D, x: torch.Tensor, rounds: list[dict]
+) -> dict[str, np.ndarray]:
+    """The rounds with the reference's padded windowed attention instead of our folded one."""
     previous = net.image_encoder.attention_mode
-    net.image_encoder.attention_mode = mode
-    return previous
+    net.image_encoder.attention_mode = "padded"
+    try:
+        return run_rounds(net, x, rounds)
+    finally:
+        net.image_encoder.attention_mode = previous
 
 
-def test_float64_network_is_the_reference_function(reference, float64_network):
-    _net, rounds, _golden32, golden64, x = reference
-    assert float64_network.dtype == torch.float64
-    ours = run_rounds(float64_network, x, rounds)
+def _assert_float64_equal(ours: dict[str, np.ndarray], golden64: dict[str, np.ndarray]) -> None:
     assert all(value.dtype == np.float64 for value in ours.values())
     far = {n: d for n, d in distances(ours, golden64).items() if d > FLOAT64_TOL}
     assert not far, f"float64 arrays further than {FLOAT64_TOL} from the reference: {far}"
 
 
+def test_float64_network_is_the_reference_function(reference, float64_network):
+    _net, rounds, _golden32, golden64, x = reference
+    assert float64_network.dtype == torch.float64
+    _assert_float64_equal(run_rounds(float64_network, x, rounds), golden64)
+
+
 @pytest.mark.slow
 def test_float64_reference_order_attention_is_the_reference_function(reference, float64_network):
     _net, rounds, _golden32, golden64, x = reference
-    previous = _set_attention(float64_network, "padded")
-    try:
-        ours = run_rounds(float64_network, x, rounds)
-    finally:
-        _set_attention(float64_network, previous)
-    far = {n: d for n, d in distances(ours, golden64).items() if d > FLOAT64_TOL}
-    assert not far, f"float64 arrays further than {FLOAT64_TOL} from the reference: {far}"
+    _assert_float64_equal(run_rounds_in_reference_order(float64_network, x, rounds), golden64)
 
 
 def test_float32_fast_path_is_as_exact_as_the_reference(reference, float32_tolerances):
@@ -219,11 +222,7 @@ def test_float32_fast_path_is_as_exact_as_the_reference(reference, float32_toler
 @pytest.mark.slow
 def test_float32_reference_order_path_is_as_exact_as_the_reference(reference, float32_tolerances):
     net, rounds, golden32, golden64, x = reference
-    previous = _set_attention(net, "padded")
-    try:
-        ours = run_rounds(net, x, rounds)
-    finally:
-        _set_attention(net, previous)
+    ours = run_rounds_in_reference_order(net, x, rounds)
     _assert_float32_close(ours, golden64, float32_tolerances, "reference order")
     bitwise = {
         name: float(np.abs(value - golden32[name]).max())

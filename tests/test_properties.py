@@ -60,6 +60,7 @@ from seganypet.io import load_image
 from seganypet.io.nifti import read_nifti_labels
 from seganypet.prompts import Box, Point, prompt_from_dict, prompt_to_dict
 from seganypet.suv import OVERRIDE_FLAGS, TAG_NUMBERS, SuvOverrides, suv_factor
+from test_suv import CALCULATE_SUV_CASES
 
 
 def examples(count: int) -> int:
@@ -164,32 +165,22 @@ def coordinate_texts(draw) -> str:
 POINT_TEXTS = st.one_of(st.text(), coordinate_texts())
 
 
-@given(POINT_TEXTS)
-@example("1,2,3,neg")
-@example("1e309,0,0")
-@example("nan,1,2")
-@example("1,2,3,4")
-def test_any_text_is_a_finite_point_or_one_line(text):
+@pytest.mark.parametrize(("parse", "kind"), [(parse_point, Point), (parse_box, Box)])
+@given(text=POINT_TEXTS)
+@example(text="1,2,3,neg")
+@example(text="1e309,0,0")
+@example(text="nan,1,2")
+@example(text="1,2,3,4")
+@example(text="1,2,3,4,5,6")
+@example(text="1,2,3,4,5,inf")
+def test_any_text_is_a_finite_point_or_box_or_one_line(parse, kind, text):
     try:
-        point = parse_point(text)
+        prompt = parse(text)
     except argparse.ArgumentTypeError as exc:
         assert_one_line(str(exc))
         return
-    assert isinstance(point, Point)
-    assert_valid_prompt(point)
-
-
-@given(POINT_TEXTS)
-@example("1,2,3,4,5,6")
-@example("1,2,3,4,5,inf")
-def test_any_text_is_a_finite_box_or_one_line(text):
-    try:
-        box = parse_box(text)
-    except argparse.ArgumentTypeError as exc:
-        assert_one_line(str(exc))
-        return
-    assert isinstance(box, Box)
-    assert_valid_prompt(box)
+    assert isinstance(prompt, kind)
+    assert_valid_prompt(prompt)
 
 
 #: Ways of writing a float that give back exactly the same float.
@@ -1018,20 +1009,7 @@ def json_header_cases() -> dict[str, list[dict]]:
 
 @settings(max_examples=examples(150))
 @given(
-    st.sampled_from(
-        sorted(
-            [
-                "PHILIPS_BQML",
-                "PHILIPS_CNTS_AND_BQML_SUV",
-                "PHILIPS_CNTS_AND_SUV",
-                "SIEMENS",
-                "GE_MEDICAL_AND_BQML",
-                "BQML_AC_DT_lessThan_S_DT_SIEMENS",
-                "CPS_AND_BQML_AC_DT_-_S_DT",
-                "RADIOPHARM_DATETIME_UNDEFINED",
-            ]
-        )
-    ),
+    st.sampled_from(sorted(CALCULATE_SUV_CASES)),
     st.lists(
         st.tuples(st.sampled_from(JSON_HEADER_KEYS), st.just("delete") | JSON_HEADER_VALUES),
         min_size=1,
