@@ -11,13 +11,15 @@ out="reports/default"
 organs="brain,myocardium,liver,spleen,kidney_right,kidney_left,bladder,stomach"
 
 seganypet synth -o data/synth_val --cases 10 --seed 20261125 --quiet
-seganypet evaluate --data configs/real_heldout.json --model "$model" --protocol clicks --clicks 5 \
-  --baselines -o "$out/real" --no-progress
-seganypet evaluate --data data/synth_val --model "$model" --protocol clicks --clicks 5 \
-  --baselines --labels lesion -o "$out/synth_lesions" --no-progress
+for first in interior hottest; do
+  seganypet evaluate --data configs/real_heldout.json --model "$model" --protocol clicks \
+    --clicks 5 --first-click "$first" --baselines -o "$out/real_$first" --no-progress
+  seganypet evaluate --data data/synth_val --model "$model" --protocol clicks --clicks 5 \
+    --first-click "$first" --baselines --labels lesion -o "$out/synth_lesions_$first" --no-progress
+done
 seganypet evaluate --data data/synth_val --model "$model" --protocol clicks --clicks 5 \
   --labels "$organs" -o "$out/synth_organs" --no-progress
-seganypet bench --model "$model" --threads 2 --repeats 5 | tee "$out/bench.json"
+seganypet bench --model "$model" --threads 2 --repeats 11 | tee "$out/bench.json"
 
 python - "$out" <<'PY'
 import csv
@@ -30,16 +32,29 @@ import numpy as np
 from scipy import ndimage
 
 out = Path(sys.argv[1])
-for part in ("real", "synth_lesions", "synth_organs"):
+parts = [f"{p}_{f}" for p in ("real", "synth_lesions") for f in ("interior", "hottest")]
+for part in parts + ["synth_organs"]:
     summary = json.loads((out / part / "summary.json").read_text())
     print(f"\n{part}: {summary['counts']['objects']} objects, mean Dice after each step")
     for method, result in summary["methods"].items():
         steps = "  ".join(f"{s['dice_mean']:.3f}" for s in result["steps"])
-        print(f"  {method:24s} {steps}")
+        lowering = result.get("clicks_lowering_dice") or {}
+        worse = "" if lowering.get("fraction") is None else (
+            f"   clicks lowering Dice {lowering['lowering']}/{lowering['steps']}"
+        )
+        print(f"  {method:24s} {steps}{worse}")
         if part == "synth_organs":
             for label, per_class in result["by_class"].items():
                 steps = "  ".join(f"{s['dice_mean']:.3f}" for s in per_class["steps"])
                 print(f"    {label:22s} {steps}")
+
+print("\nwhole-body STS_001, Dice after each step")
+for first in ("interior", "hottest"):
+    with open(out / f"real_{first}" / "per_step.csv", newline="") as table:
+        rows = [r for r in csv.DictReader(table) if r["case"] == "STS_001_wholebody"]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        dice = "  ".join(f"{float(r['dice']):.3f}" for r in rows if r["method"] == method)
+        print(f"  {first:8s} {method:24s} {dice}")
 
 # Synthetic lesions by true volume (components numbered by decreasing volume, as evaluate does).
 volumes = {}
@@ -52,15 +67,16 @@ for labels_file in sorted(Path("data/synth_val/labelsTr").glob("*.nii.gz")):
     case = labels_file.name.removesuffix(".nii.gz")
     volumes.update({(case, f"lesion_{k}"): ml for k, ml in enumerate(sizes, start=1)})
 bins = ((0, 2), (2, 10), (10, 50), (50, float("inf")))
-dice = {(b, step): [] for b in bins for step in (1, 5)}
-with open(out / "synth_lesions" / "per_step.csv", newline="") as table:
-    for row in csv.DictReader(table):
-        step = int(row["step"])
-        if row["method"].startswith("seganypet") and step in (1, 5):
-            ml = volumes[(row["case"], row["object"])]
-            dice[(next(b for b in bins if b[0] <= ml < b[1]), step)].append(float(row["dice"]))
-print("\nsynth_lesions by volume: objects, mean Dice at 1 and at 5 clicks")
-for low, high in bins:
-    ones, fives = dice[((low, high), 1)], dice[((low, high), 5)]
-    print(f"  {low:g}-{high:g} ml: {len(ones):3d}  {np.mean(ones):.3f}  {np.mean(fives):.3f}")
+for first in ("interior", "hottest"):
+    dice = {(b, step): [] for b in bins for step in (1, 5)}
+    with open(out / f"synth_lesions_{first}" / "per_step.csv", newline="") as table:
+        for row in csv.DictReader(table):
+            step = int(row["step"])
+            if row["method"].startswith("seganypet") and step in (1, 5):
+                ml = volumes[(row["case"], row["object"])]
+                dice[(next(b for b in bins if b[0] <= ml < b[1]), step)].append(float(row["dice"]))
+    print(f"\nsynth_lesions_{first} by volume: objects, mean Dice at 1 and at 5 clicks")
+    for low, high in bins:
+        ones, fives = dice[((low, high), 1)], dice[((low, high), 5)]
+        print(f"  {low:g}-{high:g} ml: {len(ones):3d}  {np.mean(ones):.3f}  {np.mean(fives):.3f}")
 PY

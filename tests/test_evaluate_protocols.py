@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from seganypet.errors import InputError
 from seganypet.evaluate.protocols import (
     AUTOPET_SHELL_MM,
     autopet_clicks,
@@ -51,6 +52,32 @@ def test_clicks_first_click_is_the_edt_maximum_in_mm():
     assert truth[voxel]
     assert distance[voxel] == pytest.approx(distance.max())
     assert user.baseline_seed == voxel
+
+
+def test_the_first_click_can_be_the_hottest_or_a_seeded_random_voxel():
+    truth = slab_object()
+    suv = np.where(truth, 4.0, 1.0)
+    suv[20, 12, 10] = 9.0  # the object's SUVmax, far from its most interior voxel
+    suv[35, 35, 25] = 50.0  # hotter, but outside the object
+    hottest = make_user("clicks", truth, SPACING, rng=rng(), suv=suv, first_click="hottest")
+    click = only_point(hottest.interaction(1, np.zeros_like(truth)))
+    assert click.positive and click.voxel == (20.0, 12.0, 10.0)
+    assert hottest.baseline_seed == (20, 12, 10)
+
+    drawn = [
+        make_user("clicks", truth, SPACING, rng=rng(seed), first_click="random").baseline_seed
+        for seed in (4, 4, 5, 6)
+    ]
+    assert drawn[0] == drawn[1] and len(set(drawn)) > 1
+    assert all(truth[voxel] for voxel in drawn)
+
+    box_user = make_user("box-clicks", truth, SPACING, rng=rng(), suv=suv, first_click="hottest")
+    assert isinstance(box_user.interaction(1, np.zeros_like(truth)).prompts[0], Box)
+    assert box_user.baseline_seed == (20, 12, 10)
+
+    for protocol in ("clicks-random", "autopet"):
+        with pytest.raises(InputError, match="places its own first click"):
+            make_user(protocol, truth, SPACING, rng=rng(), suv=suv, first_click="hottest")
 
 
 def test_clicks_corrections_are_positive_on_misses_and_negative_on_leaks():

@@ -228,6 +228,76 @@ def test_the_session_places_every_crop_from_a_prompt_never_from_the_ground_truth
         assert network.crop_centres[0] == tuple(float(v) for v in expected)
 
 
+def test_a_hottest_first_click_seeds_the_model_and_the_baselines_alike(tmp_path):
+    pet, labels = blob_case(3)
+    hot = (12, 13, 11)  # inside the first lesion, off its centre
+    assert labels[hot] == 2
+    pet[hot] = 15.0
+    data = write_nnunet(tmp_path / "data", {"blobs": (pet, labels)}, {"liver": 1, "lesion": 2})
+    RecordingSession.log = []
+    summary = run_evaluation(
+        EvaluationSettings(
+            data=(str(data),),
+            report_dir=tmp_path / "report",
+            clicks=3,
+            first_click="hottest",
+            model="spy",
+            baselines=True,
+            labels=("lesion",),
+            progress=False,
+        ),
+        network=CropSpyNetwork(),
+        session_factory=RecordingSession,
+    )
+    assert summary["first_click"] == "hottest"
+    points = [item for kind, item in RecordingSession.log if kind == "point"]
+    assert points[0] == (tuple(float(v) for v in hot), True)
+    rows = read_rows(tmp_path / "report")
+    first_lesion = [r for r in rows if r["object"] == "lesion_1"]
+    for row in first_lesion:
+        if row["method"] != "seganypet:spy":
+            assert row["prompt"].startswith("seed (12 13 11)"), row
+
+    # Clicks that lower Dice: counted over the prompted steps after the first, as the rows say.
+    model_rows = [r for r in rows if r["method"] == "seganypet:spy"]
+    steps, lowering = 0, 0
+    for obj in {r["object"] for r in model_rows}:
+        dice = sorted((int(r["step"]), float(r["dice"]), r["prompt_type"]) for r in model_rows
+                      if r["object"] == obj)  # fmt: skip
+        for (_, before, _), (_, after, kind) in zip(dice, dice[1:], strict=False):
+            if kind != "none":
+                steps += 1
+                lowering += after < before - 1e-6
+    counted = summary["methods"]["seganypet:spy"]["clicks_lowering_dice"]
+    assert (counted["steps"], counted["lowering"]) == (steps, lowering)
+    assert steps > 0
+
+
+def test_cases_the_model_trained_on_are_refused_or_scored_and_marked(tmp_path):
+    from seganypet.io import load_image
+
+    cases = {"seen": blob_case(1), "unseen": blob_case(2)}
+    data = write_nnunet(tmp_path / "data", cases, {"liver": 1, "lesion": 2})
+    digest = load_image(data / "imagesTr" / "seen_0000.nii.gz").content_digest()
+    network = CropSpyNetwork()
+    network.config = network.config.replace(training_cases=(("blobs/seen", digest),))
+
+    def settings(report: str, **changes) -> EvaluationSettings:
+        return EvaluationSettings(
+            data=(str(data),), report_dir=tmp_path / report, clicks=1, model="spy",
+            labels=("lesion",), progress=False, **changes,
+        )  # fmt: skip
+
+    with pytest.raises(InputError, match=r"case seen: the model was trained on this image"):
+        run_evaluation(settings("refused"), network=network)
+    unseen_only = run_evaluation(settings("unseen", cases=("unseen",)), network=network)
+    assert unseen_only["training_cases"]["scored"] == {}
+    assert unseen_only["training_cases"]["recorded_in_model"] is True
+    marked = run_evaluation(settings("marked", include_training_cases=True), network=network)
+    assert marked["training_cases"]["scored"] == {"seen": "blobs/seen"}
+    assert marked["counts"]["cases"] == 2
+
+
 # ------------------------------------------------------------------------------ real data
 
 
@@ -468,6 +538,11 @@ def test_user_errors_are_input_errors(tmp_path):
         evaluate_cli("--data", str(tmp_path), "--baselines", "-o", report)
     with pytest.raises(InputError, match="matches no case"):
         evaluate_cli("--data", str(data), "--cases", "STS_9*", "--baselines", "-o", report)
+    with pytest.raises(InputError, match="--first-click hottest applies to the protocols clicks"):
+        evaluate_cli(
+            "--data", str(data), "--baselines", "--protocol", "autopet", "--first-click",
+            "hottest", "-o", report,
+        )  # fmt: skip
 
     from seganypet.model.checkpoint import WEIGHTS_DIR
 

@@ -39,3 +39,20 @@ def test_rejects_non_3d_and_degenerate_geometry():
         PetImage(np.zeros((2, 2)), np.eye(4))
     with pytest.raises(InputError, match="degenerate"):
         PetImage(np.zeros((2, 2, 2)), np.diag([1.0, 0.0, 1.0, 1.0]))
+
+
+def test_the_content_digest_names_the_voxel_values_whatever_their_axis_order():
+    rng = np.random.default_rng(0)
+    array = rng.random((6, 5, 4), dtype=np.float32)
+    affine = np.diag([2.0, 3.0, 4.0, 1.0])
+    image = PetImage(array, affine)
+    flipped_affine = affine.copy()
+    flipped_affine[0, 0] = -2.0
+    flipped_affine[0, 3] = 2.0 * 5
+    flipped = PetImage(array[::-1].copy(), flipped_affine)  # the same scan stored mirrored
+    assert np.allclose(flipped.voxel_to_world([5, 0, 0]), image.voxel_to_world([0, 0, 0]))
+    assert flipped.content_digest() == image.content_digest()
+    changed = array.copy()
+    changed[3, 2, 1] += 1e-3
+    assert PetImage(changed, affine).content_digest() != image.content_digest()
+    assert PetImage(array.reshape(5, 6, 4), affine).content_digest() != image.content_digest()

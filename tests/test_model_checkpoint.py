@@ -145,7 +145,9 @@ def test_box_embeddings_are_recognised_and_recorded(tmp_path):
 
 def test_safetensors_round_trip_keeps_the_config(tmp_path, trained_small):
     trained_small.config = trained_small.config.replace(
-        spacing_mm=(2.0, 2.0, 2.0), description="test run"
+        spacing_mm=(2.0, 2.0, 2.0),
+        description="test run",
+        training_cases=(("crops/STS_002", "ab" * 32), ("synth/case_000", "cd" * 32)),
     )
     try:
         path = save_model(trained_small, tmp_path / "model.safetensors")
@@ -161,6 +163,11 @@ def test_safetensors_round_trip_keeps_the_config(tmp_path, trained_small):
     model = load_model(path)
     assert model.config.description == "test run"
     assert model.config.spacing_mm == (2.0, 2.0, 2.0)
+    assert json.loads(meta["config"])["training_cases"][0] == {
+        "case": "crops/STS_002",
+        "image_sha256": "ab" * 32,
+    }
+    assert model.config.training_cases[1] == ("synth/case_000", "cd" * 32)
     assert read_config(path) == model.config
     assert _same_weights(model, trained_small)  # and in the reference key order
     with pytest.raises(InputError, match=".safetensors"):
@@ -208,3 +215,14 @@ def test_convert_checkpoint_command(tmp_path, trained_small, capsys):
     assert main(["convert-checkpoint", str(source), str(target)]) == 0
     assert "preset small" in capsys.readouterr().out
     assert _same_weights(load_model(target), trained_small)
+
+
+def test_a_config_without_training_cases_still_reads_and_a_malformed_list_is_refused():
+    from seganypet.model.config import ModelConfig
+
+    old = json.loads(ModelConfig().to_json())
+    del old["training_cases"]
+    old["version"] = 1
+    assert ModelConfig.from_dict(old).training_cases == ()
+    with pytest.raises(InputError, match="training_cases"):
+        ModelConfig.from_dict({**old, "training_cases": [{"case": "a"}]})

@@ -522,6 +522,20 @@ def test_init_fine_tunes_a_released_style_checkpoint(tmp_path, blob_data):
             assert float((value - start[key]).abs().max()) < 1e-4, key
 
 
+def test_a_trained_model_records_the_images_it_trained_on(tmp_path, blob_data):
+    from seganypet.io import load_image
+
+    summary = train(_config(tmp_path, blob_data, steps=1, val_every=0, val_fraction=0.34))
+    split = json.loads((summary.run_dir / "split.json").read_text())
+    recorded = dict(load_model(summary.run_dir / "model.safetensors").config.training_cases)
+    assert sorted(recorded) == sorted(split["train"]["cases"])
+    assert split["validation"]["cases"], "the test needs a case left out of training"
+    for key in split["train"]["cases"] + split["validation"]["cases"]:
+        image = load_image(blob_data / "imagesTr" / f"{key.split('/')[-1]}_0000.nii.gz")
+        assert (recorded.get(key) == image.content_digest()) == (key in recorded)
+    assert len(set(recorded.values())) == len(recorded)
+
+
 def test_lr_schedule_warms_up_then_decays():
     factors = [lr_factor(s, 10, 100, 0.05) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)

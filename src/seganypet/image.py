@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,6 +59,14 @@ class PetImage:
     @property
     def is_suv(self) -> bool:
         return self.units.upper().startswith("SUV")
+
+    def content_digest(self) -> str:
+        """SHA-256 of the voxel values in RAS+ order with their shape: the same scan read from
+        another file, or stored in another axis order, has the same digest."""
+        canonical = np.ascontiguousarray(self.canonical().image.array, dtype="<f4")
+        digest = hashlib.sha256(repr(canonical.shape).encode())
+        digest.update(canonical.tobytes())
+        return digest.hexdigest()
 
     def with_array(self, array: np.ndarray, units: str | None = None) -> PetImage:
         """The same geometry and source with other voxel values."""

@@ -23,8 +23,9 @@ clicks, never from the ground truth. After each step the mask is scored: Dice, N
 HD95 (mm), and the autoPET false-positive and false-negative volumes (ml).
 
 Protocols:
-  clicks         first click at the object's most interior voxel, then a click at the
-                 centre of the largest error (positive on missed tumour, negative on leakage)
+  clicks         first click at the --first-click voxel (default: the object's most interior
+                 voxel), then a click at the centre of the largest error (positive on missed
+                 tumour, negative on leakage)
   clicks-random  SAM-Med3D style: each click at a random voxel of the error (--seed)
   box-clicks     the object's 3D bounding box first, then clicks as in 'clicks'
   autopet        autoPET IV style: step k adds the k-th pre-simulated tumour click and the
@@ -35,6 +36,10 @@ folder of case folders with PET_image.nii.gz and PET_mask.nii.gz (IBSI crops), o
 (.json, .csv, or a folder holding manifest.json/.csv); JSON: [{"case": "A", "image": PATH,
 "mask": PATH, "roi": ["GTV_Mass"], "labels": {"1": "GTV"}, "liver_centre": [i, j, k]}] (mask:
 NIfTI label map, DICOM SEG or RTSTRUCT). See seganypet.datasets, shared with training.
+
+A model that records its training cases (every model seganypet train writes) is never scored
+on them unawares: a case whose image it was trained on is refused, or, with
+--include-training-cases, scored and listed as a training case in summary.json.
 """
 
 EPILOG = """\
@@ -86,6 +91,14 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="interaction steps per object: clicks, box + clicks, or click pairs for autopet "
         "(default: 5; autoPET IV uses 10)",
+    )
+    parser.add_argument(
+        "--first-click",
+        choices=["interior", "hottest", "random"],
+        default="interior",
+        help="where clicks and box-clicks click first, and the baselines grow from: the "
+        "object's most interior voxel (default), its hottest voxel (SUVmax, where a reader "
+        "clicks), or a random voxel of it (--seed)",
     )
     parser.add_argument(
         "--baselines",
@@ -145,6 +158,11 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="MM",
         help="tolerance of the normalised surface Dice (default: 2 mm)",
     )
+    parser.add_argument(
+        "--include-training-cases",
+        action="store_true",
+        help="score cases the model was trained on (refused otherwise), marked in the summary",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_evaluate_command)
     return parser
@@ -165,6 +183,7 @@ def run_evaluate_command(args: argparse.Namespace) -> None:
         report_dir=args.output,
         protocol=args.protocol,
         clicks=args.clicks,
+        first_click=args.first_click,
         model=args.model,
         baselines=args.baselines,
         baseline_seed=args.baseline_seed,
@@ -174,6 +193,7 @@ def run_evaluate_command(args: argparse.Namespace) -> None:
         lesion_labels=_names(args.lesion_labels, "--lesion-labels"),
         min_object_ml=args.min_object_ml,
         nsd_tolerance_mm=args.nsd_tolerance_mm,
+        include_training_cases=args.include_training_cases,
         progress=not args.no_progress,
         command=command_line(args),
     )
@@ -193,14 +213,23 @@ def print_results(summary: dict[str, Any]) -> None:
             else ""
         )
     )
-    print(f"{'method':28s} {'objects':>7s} {'Dice@1':>7s} {'Dice@last':>9s} {'AUC Dice':>8s}")
+    print(
+        f"{'method':28s} {'objects':>7s} {'Dice@1':>7s} {'Dice@last':>9s} {'AUC Dice':>8s} "
+        f"{'worse':>6s}"
+    )
     for method, data in summary["methods"].items():
         steps = data["steps"]
         auc = data["auc"]["dice_mean"] if data["auc"] else None
+        lowering = data.get("clicks_lowering_dice") or {}
+        worse = lowering.get("fraction")
         print(
             f"{method:28s} {data['objects']:7d} {_fmt(steps[0]['dice_mean']):>7s} "
-            f"{_fmt(steps[-1]['dice_mean']):>9s} {_fmt(auc):>8s}"
+            f"{_fmt(steps[-1]['dice_mean']):>9s} {_fmt(auc):>8s} "
+            f"{'-' if worse is None else f'{100 * worse:.0f} %':>6s}"
         )
+    scored = (summary.get("training_cases") or {}).get("scored") or {}
+    if scored:
+        print(f"training cases scored (--include-training-cases): {', '.join(scored)}")
     for name, reason in summary["baselines"]["skipped"].items():
         print(f"{name}: {reason}")
 
@@ -216,6 +245,7 @@ def command_line(args: argparse.Namespace) -> str:
     if args.model is not None:
         parts += ["--model", args.model]
     parts += ["--protocol", args.protocol, "--clicks", str(args.clicks)]
+    parts += ["--first-click", args.first_click]
     if args.baselines:
         parts += ["--baselines", "--baseline-seed", args.baseline_seed]
     for option, value in (
@@ -228,6 +258,8 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--seed", str(args.seed)]
     parts += ["--min-object-ml", f"{args.min_object_ml:g}"]
     parts += ["--nsd-tolerance-mm", f"{args.nsd_tolerance_mm:g}"]
+    if args.include_training_cases:
+        parts.append("--include-training-cases")
     parts += ["-o", str(args.output)]
     return shlex.join(parts)
 

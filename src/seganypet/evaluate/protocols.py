@@ -6,10 +6,12 @@ and these prompts, so it places its crops from the user's clicks, never from the
 
 Protocols (step 1 is the first interaction; ``--clicks N`` runs steps 1..N):
 
-- ``clicks``: step 1 clicks the most interior voxel of the object (the maximum of its Euclidean
-  distance transform, in mm); every later step clicks the EDT centre of the largest 26-connected
-  error region, positive where the prediction misses the object, negative where it leaks
-  (:func:`seganypet.prompts.next_click_at_error_centre`).
+- ``clicks``: step 1 clicks the object at the voxel ``--first-click`` names
+  (:data:`FIRST_CLICKS`): ``interior``, the most interior voxel (the maximum of its Euclidean
+  distance transform, in mm); ``hottest``, its SUVmax voxel, where a reader clicks; ``random``, a
+  uniformly random voxel of the object drawn from ``--seed``. Every later step clicks the EDT
+  centre of the largest 26-connected error region, positive where the prediction misses the
+  object, negative where it leaks (:func:`seganypet.prompts.next_click_at_error_centre`).
 - ``clicks-random``: the SAM-Med3D user: every click, the first included, is a uniformly random
   voxel of the error (at step 1 the error is the whole object), drawn from ``--seed``.
 - ``box-clicks``: step 1 draws the object's tight 3D bounding box (an axis one voxel thick is
@@ -31,9 +33,9 @@ Protocols (step 1 is the first interaction; ``--clicks N`` runs steps 1..N):
   * exact ties between candidate voxels are broken by a random draw from ``--seed`` (mixed with
     the case and object names), so the click sets are deterministic.
 
-The classical baselines of a run are seeded at the protocol's first click: the most interior
-voxel for ``clicks``, the first random click for ``clicks-random``, the first tumour click for
-``autopet``, and for ``box-clicks`` (whose first prompt is a box) the most interior voxel.
+The classical baselines of a run are seeded at the protocol's first click: the ``--first-click``
+voxel for ``clicks`` and for ``box-clicks`` (whose first prompt is a box), the first random click
+for ``clicks-random`` and the first tumour click for ``autopet``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ from seganypet.prompts import (
 )
 
 PROTOCOLS = ("clicks", "clicks-random", "box-clicks", "autopet")
+FIRST_CLICKS = ("interior", "hottest", "random")
+#: The protocols whose first click ``--first-click`` chooses (the others define their own).
+FIRST_CLICK_PROTOCOLS = ("clicks", "box-clicks")
 AUTOPET_SHELL_MM = (10.0, 40.0)
 AUTOPET_HOT_PERCENTILE = 75.0
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
@@ -101,19 +106,53 @@ def object_rng(seed: int, case: str, object_name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(f"{case}/{object_name}".encode())])
 
 
-class SimulatedUser:
-    """A protocol's user for one object. ``interaction(step, prediction)`` gives the prompts."""
+def hottest_voxel(suv: np.ndarray, truth: np.ndarray) -> Voxel:
+    """The object's voxel of highest SUV (the first in scan order on ties)."""
+    index = np.argmax(np.where(truth, suv, -np.inf))
+    return _ints(np.unravel_index(int(index), truth.shape))
 
-    def __init__(self, truth: np.ndarray, spacing: Spacing):
+
+def first_click_voxel(
+    rule: str,
+    truth: np.ndarray,
+    spacing: Spacing,
+    suv: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> Voxel:
+    """Where a ``--first-click`` rule (:data:`FIRST_CLICKS`) clicks the object first."""
+    if rule == "interior":
+        return most_interior_voxel(truth, spacing)  # type: ignore[return-value]
+    if rule == "hottest":
+        if suv is None:
+            raise ValueError("the hottest first click needs the SUV image")
+        return hottest_voxel(suv, truth)
+    if rule == "random":
+        if rng is None:
+            raise ValueError("the random first click needs a random stream")
+        voxels = np.argwhere(truth)
+        return _ints(voxels[rng.integers(len(voxels))])
+    raise InputError(f"unknown first click {rule!r}; choose one of {', '.join(FIRST_CLICKS)}")
+
+
+class SimulatedUser:
+    """A protocol's user for one object. ``interaction(step, prediction)`` gives the prompts.
+
+    ``first_click`` is the voxel of the first click (the most interior one when not given).
+    """
+
+    def __init__(self, truth: np.ndarray, spacing: Spacing, first_click: Voxel | None = None):
         self.truth = np.asarray(truth, dtype=bool)
         if not self.truth.any():
             raise ValueError("a simulated user needs a non-empty object")
         self.spacing = tuple(float(s) for s in spacing)
+        self._first_click = first_click
 
     @property
     def baseline_seed(self) -> Voxel:
         """The voxel the classical baselines grow from: the protocol's first click."""
-        return most_interior_voxel(self.truth, self.spacing)  # type: ignore[arg-type]
+        if self._first_click is None:
+            self._first_click = most_interior_voxel(self.truth, self.spacing)  # type: ignore[arg-type]
+        return self._first_click
 
     def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
         raise NotImplementedError
@@ -125,7 +164,7 @@ class SimulatedUser:
 
 
 class ErrorCentreUser(SimulatedUser):
-    """``clicks``: the most interior voxel first, then the centre of the largest error."""
+    """``clicks``: the first-click voxel, then the centre of the largest error."""
 
     def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
         if step == 1:
@@ -203,14 +242,24 @@ def make_user(
     suv: np.ndarray | None = None,
     other_lesions: np.ndarray | None = None,
     steps: int = 1,
+    first_click: str = "interior",
 ) -> SimulatedUser:
-    """The simulated user of ``protocol`` for one object (``suv`` is needed by ``autopet``)."""
-    if protocol == "clicks":
-        return ErrorCentreUser(truth, spacing)
+    """The simulated user of ``protocol`` for one object.
+
+    ``suv`` is needed by ``autopet`` and by the ``hottest`` first click; ``first_click`` (one of
+    :data:`FIRST_CLICKS`) applies to the :data:`FIRST_CLICK_PROTOCOLS`.
+    """
+    if first_click != "interior" and protocol not in FIRST_CLICK_PROTOCOLS:
+        raise InputError(
+            f"--first-click {first_click} applies to the protocols "
+            f"{' and '.join(FIRST_CLICK_PROTOCOLS)}; {protocol} places its own first click"
+        )
+    if protocol in FIRST_CLICK_PROTOCOLS:
+        seed = first_click_voxel(first_click, truth, spacing, suv, rng)
+        user_class = ErrorCentreUser if protocol == "clicks" else BoxThenClicksUser
+        return user_class(truth, spacing, seed)
     if protocol == "clicks-random":
         return RandomErrorUser(truth, spacing, rng)
-    if protocol == "box-clicks":
-        return BoxThenClicksUser(truth, spacing)
     if protocol == "autopet":
         if suv is None:
             raise ValueError("the autopet protocol needs the SUV image for its background clicks")

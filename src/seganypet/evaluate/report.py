@@ -28,14 +28,22 @@ from seganypet.evaluate.table import StepRow
 if TYPE_CHECKING:
     from seganypet.evaluate.runner import EvaluationSettings, RunRecord
 
+FIRST_CLICK_RULES = {
+    "interior": "the object's most interior voxel (EDT maximum, mm)",
+    "hottest": "the object's hottest voxel (SUVmax), where a reader clicks",
+    "random": "a uniformly random voxel of the object (random stream from --seed, the case and "
+    "the object)",
+}
+
 PROTOCOL_RULES = {
-    "clicks": "step 1: a positive click at the object's most interior voxel (EDT maximum, mm); "
-    "then a click at the EDT centre of the largest 26-connected error region, positive on "
-    "missed foreground, negative on leakage",
+    "clicks": "step 1: a positive click at the first-click voxel; then a click at the EDT "
+    "centre of the largest 26-connected error region, positive on missed foreground, negative "
+    "on leakage",
     "clicks-random": "every click (the first included) at a uniformly random voxel of the error, "
     "positive on missed foreground, negative on leakage (SAM-Med3D); random stream from --seed, "
     "the case and the object",
-    "box-clicks": "step 1: the object's tight 3D bounding box; then clicks as in 'clicks'",
+    "box-clicks": "step 1: the object's tight 3D bounding box; then clicks as in 'clicks' (the "
+    "first-click voxel seeds the baselines)",
     "autopet": "step k adds the k-th pre-simulated tumour click (EDT centre of each component, "
     "largest first, then farthest-point interior clicks) and the k-th background click "
     f"(farthest-point clicks in the voxels {AUTOPET_SHELL_MM[0]:g}-{AUTOPET_SHELL_MM[1]:g} mm "
@@ -44,9 +52,11 @@ PROTOCOL_RULES = {
 }
 
 BASELINE_SEED_RULES = {
-    "first-click": "the protocol's first click (for box-clicks, the most interior voxel)",
+    "first-click": "the protocol's first click (for box-clicks, the first-click voxel)",
     "suv-max": "the object's hottest voxel (SUVmax)",
 }
+
+DICE_CHANGE_TOLERANCE = 1e-6
 
 X_LABELS = {
     "clicks": "clicks",
@@ -92,8 +102,13 @@ def build_summary(
         "protocol": settings.protocol,
         "protocol_rule": PROTOCOL_RULES[settings.protocol],
         "clicks": settings.clicks,
+        "first_click": settings.first_click,
+        "first_click_rule": FIRST_CLICK_RULES[settings.first_click]
+        if settings.protocol in ("clicks", "box-clicks")
+        else "set by the protocol",
         "seed": settings.seed,
         "model": _model_description(settings.model, model_method, network),
+        "training_cases": _training_case_note(record, model_method),
         "baselines": {
             "methods": [name for name in baseline_names if name in by_method],
             "seeded_at": BASELINE_SEED_RULES[settings.baseline_seed],
@@ -174,6 +189,7 @@ def _method_summary(rows: list[StepRow]) -> dict[str, Any]:
             for label, per_step in sorted(by_class.items())
         },
         "auc": _auc(by_object.values()) if len(steps) > 1 else None,
+        "clicks_lowering_dice": _lowering(by_object.values()) if len(steps) > 1 else None,
         "prompt_types": dict(sorted(Counter(row.prompt_type for row in rows).items())),
         "seconds": {
             "total": round(sum(seconds), 3),
@@ -199,6 +215,39 @@ def _step_summary(step: int, rows: list[StepRow]) -> dict[str, Any]:
         "hd95_infinite": int((~np.isfinite(hd95)).sum()),
         "fp_ml_mean": _mean([row.fp_ml for row in rows]),
         "fn_ml_mean": _mean([row.fn_ml for row in rows]),
+    }
+
+
+def _training_case_note(record: RunRecord, model_method: str | None) -> dict[str, Any] | None:
+    if model_method is None:
+        return None
+    return {
+        "recorded_in_model": record.training_cases_known,
+        "scored": dict(sorted(record.training_cases_scored.items())),
+        "note": "cases whose image the model was trained on; evaluate refuses them unless "
+        "--include-training-cases is given, and lists here those it scored"
+        if record.training_cases_known
+        else "the model does not record its training cases; no case could be checked",
+    }
+
+
+def _lowering(objects: Iterable[list[StepRow]]) -> dict[str, Any]:
+    """How many prompted steps after the first lowered the object's Dice, and by how much."""
+    changes = []
+    for rows in objects:
+        ordered = sorted(rows, key=lambda r: r.step)
+        changes += [
+            after.dice - before.dice
+            for before, after in zip(ordered, ordered[1:], strict=False)
+            if after.prompt_type != "none"
+        ]
+    drops = [-change for change in changes if change < -DICE_CHANGE_TOLERANCE]
+    return {
+        "steps": len(changes),
+        "lowering": len(drops),
+        "fraction": len(drops) / len(changes) if changes else None,
+        "mean_drop": _mean(drops),
+        "largest_drop": max(drops) if drops else None,
     }
 
 
@@ -235,6 +284,9 @@ def _definitions(settings: EvaluationSettings) -> dict[str, str]:
         "auc": "per object, trapezoid area under the metric over steps 1..N divided by N-1 (a "
         "constant curve gives its value), then averaged over objects",
         "seconds": "time from giving the step's prompts to reading the mask",
+        "clicks_lowering_dice": "prompted steps after the first whose Dice is more than "
+        f"{DICE_CHANGE_TOLERANCE:g} below the step before, of all prompted steps after the first "
+        "(steps where the user had nothing left to correct are not counted)",
     }
 
 

@@ -31,7 +31,14 @@ from seganypet.datasets import MIN_OBJECT_ML, PromptObject, discover_cases
 from seganypet.errors import InputError
 from seganypet.evaluate.data import LoadedCase, load_case
 from seganypet.evaluate.metrics import NSD_TOLERANCE_MM, step_metrics
-from seganypet.evaluate.protocols import PROTOCOLS, SimulatedUser, make_user, object_rng
+from seganypet.evaluate.protocols import (
+    FIRST_CLICKS,
+    PROTOCOLS,
+    SimulatedUser,
+    hottest_voxel,
+    make_user,
+    object_rng,
+)
 from seganypet.evaluate.table import StepRow, StepTable
 from seganypet.image import PetImage
 from seganypet.io.atomic import write_text_atomic
@@ -45,7 +52,7 @@ PER_STEP_FILE = "per_step.csv"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "dice_vs_clicks.png"
 RUN_FILE = "run.json"
-RUN_FORMAT = 1
+RUN_FORMAT = 2  # 2: first_click
 BASELINE_SEEDS = ("first-click", "suv-max")
 
 SessionFactory = Callable[[PromptableNetwork], Session]
@@ -59,6 +66,7 @@ class EvaluationSettings:
     report_dir: Path
     protocol: str = "clicks"
     clicks: int = DEFAULT_CLICKS
+    first_click: str = "interior"
     model: str | None = None
     baselines: bool = False
     baseline_seed: str = "first-click"
@@ -68,6 +76,7 @@ class EvaluationSettings:
     lesion_labels: tuple[str, ...] | None = None
     min_object_ml: float = MIN_OBJECT_ML
     nsd_tolerance_mm: float = NSD_TOLERANCE_MM
+    include_training_cases: bool = False
     progress: bool = True
     command: str | None = None
 
@@ -78,6 +87,15 @@ class EvaluationSettings:
             )
         if self.clicks < 1:
             raise InputError(f"--clicks must be at least 1, got {self.clicks}")
+        if self.first_click not in FIRST_CLICKS:
+            raise InputError(
+                f"unknown first click {self.first_click!r}; choose one of {', '.join(FIRST_CLICKS)}"
+            )
+        if self.first_click != "interior" and self.protocol not in ("clicks", "box-clicks"):
+            raise InputError(
+                f"--first-click {self.first_click} applies to the protocols clicks and "
+                f"box-clicks; {self.protocol} places its own first click"
+            )
         if self.model is None and not self.baselines:
             raise InputError(
                 "nothing to evaluate: give --model (default or a checkpoint) and/or --baselines"
@@ -98,6 +116,7 @@ class EvaluationSettings:
             "format": RUN_FORMAT,
             "protocol": self.protocol,
             "clicks": self.clicks,
+            "first_click": self.first_click,
             "seed": self.seed,
             "baseline_seed": self.baseline_seed,
             "min_object_ml": self.min_object_ml,
@@ -115,6 +134,8 @@ class RunRecord:
     objects_by_case: dict[str, list[str]] = field(default_factory=dict)
     skipped_small_objects: int = 0
     objects_resumed: int = 0
+    training_cases_scored: dict[str, str] = field(default_factory=dict)
+    training_cases_known: bool = False
     percist_without_liver: list[str] = field(default_factory=list)
     model_load_seconds: float | None = None
     dropped_incomplete_rows: int = 0
@@ -177,6 +198,8 @@ def run_evaluation(
                 min_object_ml=settings.min_object_ml,
                 find_liver=settings.baselines,
             )
+            if network is not None and model_method is not None:
+                _check_not_trained_on(case, network, settings, record)
             record.cases.append(source.name)
             record.objects_by_case[source.name] = [obj.name for obj in case.objects]
             record.skipped_small_objects += case.skipped_small
@@ -201,6 +224,29 @@ def run_evaluation(
     write_text_atomic(report_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     plot_dice_vs_step(summary, report_dir / PLOT_FILE)
     return summary
+
+
+def _check_not_trained_on(
+    case: LoadedCase, network: PromptableNetwork, settings: EvaluationSettings, record: RunRecord
+) -> None:
+    """Refuse a case the model was trained on, unless asked to score it (then it is marked)."""
+    trained = dict((digest, name) for name, digest in _training_cases(network))
+    record.training_cases_known = bool(trained)
+    as_trained = trained.get(case.image.content_digest())
+    if as_trained is None:
+        return
+    if not settings.include_training_cases:
+        raise InputError(
+            f"case {case.source.name}: the model was trained on this image (as {as_trained}), "
+            "so its scores would not show quality on unseen data; leave it out (--cases), or "
+            "give --include-training-cases to score it, marked as a training case"
+        )
+    record.training_cases_scored[case.source.name] = as_trained
+
+
+def _training_cases(network: PromptableNetwork) -> tuple[tuple[str, str], ...]:
+    config = getattr(network, "config", None)
+    return tuple(getattr(config, "training_cases", ()) or ())
 
 
 def _methods_for_case(
@@ -235,6 +281,7 @@ def evaluate_object(
         suv=image.array,
         other_lesions=case.lesion_mask & ~truth,
         steps=settings.clicks,
+        first_click=settings.first_click,
     )
     rows: list[StepRow] = []
     for method in methods:
@@ -253,7 +300,7 @@ def evaluate_object(
             seed = (
                 user.baseline_seed
                 if settings.baseline_seed == "first-click"
-                else hottest_voxel(image, truth)
+                else hottest_voxel(image.array, truth)
             )
             steps = [run_baseline_step(method, case, truth, seed, settings.nsd_tolerance_mm)]
         rows.extend(
@@ -317,12 +364,6 @@ def run_model_steps(
             StepResult(step, interaction.prompt_type, interaction.describe(), seconds, metrics)
         )
     return results
-
-
-def hottest_voxel(image: PetImage, truth: np.ndarray) -> tuple[int, int, int]:
-    """The object's voxel of highest SUV (the first in scan order on ties)."""
-    index = np.argmax(np.where(truth, image.array, -np.inf))
-    return tuple(int(i) for i in np.unravel_index(int(index), truth.shape))  # type: ignore[return-value]
 
 
 def run_baseline_step(

@@ -34,7 +34,7 @@ NORMALISATIONS = ("zscore_positive", "suv_log", "none")
 #: ``prompt_unet`` (:class:`~seganypet.model.prompt_unet.PromptUNet`).
 FAMILIES = ("sam_med3d", "prompt_unet")
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: training_cases
 
 
 def _triple(value: Any, name: str, kind: type) -> tuple:
@@ -49,6 +49,25 @@ def _triple(value: Any, name: str, kind: type) -> tuple:
     if len(items) != 3 or any(v <= 0 for v in items):
         raise InputError(f"model config: {name} must be 3 positive numbers, got {value!r}")
     return items
+
+
+def _training_cases(value: Any) -> tuple[tuple[str, str], ...]:
+    """``training_cases`` from pairs or from the JSON form ``[{"case", "image_sha256"}]``."""
+    cases = []
+    for item in value or ():
+        if isinstance(item, dict):
+            item = (item.get("case"), item.get("image_sha256"))
+        if (
+            not isinstance(item, (tuple, list))
+            or len(item) != 2
+            or not all(isinstance(part, str) and part for part in item)
+        ):
+            raise InputError(
+                "model config: training_cases must hold objects with a case name and an "
+                f"image_sha256 digest, got {item!r}"
+            )
+        cases.append((item[0], item[1]))
+    return tuple(cases)
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,9 @@ class ModelConfig:
       (``prompt_encoder.point_embeddings.2/3``). The released weights do not; for them a box is
       mapped to points, see :mod:`seganypet.model.boxes`.
     - ``description``: free text (provenance of the weights).
+    - ``training_cases``: the cases the weights were trained on, as ``(case, image digest)``
+      pairs (:meth:`seganypet.image.PetImage.content_digest`); ``seganypet evaluate`` refuses to
+      score them as if they were unseen. Empty when not recorded (released checkpoints).
     """
 
     preset: str = "vit_b_ori"
@@ -80,6 +102,7 @@ class ModelConfig:
     low_res_size: tuple[int, int, int] = (32, 32, 32)
     has_box_embeddings: bool = False
     description: str = ""
+    training_cases: tuple[tuple[str, str], ...] = ()
     version: int = field(default=CONFIG_VERSION)
 
     def __post_init__(self) -> None:
@@ -87,6 +110,7 @@ class ModelConfig:
         object.__setattr__(self, "low_res_size", _triple(self.low_res_size, "low_res_size", int))
         object.__setattr__(self, "spacing_mm", _triple(self.spacing_mm, "spacing_mm", float))
         object.__setattr__(self, "has_box_embeddings", bool(self.has_box_embeddings))
+        object.__setattr__(self, "training_cases", _training_cases(self.training_cases))
         if self.normalisation not in NORMALISATIONS:
             raise InputError(
                 f"model config: unknown normalisation {self.normalisation!r}; "
@@ -102,6 +126,9 @@ class ModelConfig:
         out = asdict(self)
         for key in ("input_size", "low_res_size", "spacing_mm"):
             out[key] = list(out[key])
+        out["training_cases"] = [
+            {"case": case, "image_sha256": digest} for case, digest in self.training_cases
+        ]
         return out
 
     def to_json(self) -> str:

@@ -82,7 +82,7 @@ from seganypet.io.nifti import is_nifti_path, read_nifti_image, read_nifti_label
 from seganypet.model.config import ModelConfig, normalise_crop
 from seganypet.train.augment import Augmentation
 
-CACHE_FORMAT_VERSION = 2  # 2: targets found on the native grid, with their native volume
+CACHE_FORMAT_VERSION = 3  # 2: targets on the native grid, with their native volume; 3: digest
 ANCHORS_PER_TARGET = 32
 GRID_TOLERANCE_MM = 0.01
 OPEN_ARRAYS_MAX = 192
@@ -277,6 +277,7 @@ class CachedCase:
     shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
     targets: list[Target]
+    image_sha256: str = ""
 
     @property
     def voxel_ml(self) -> float:
@@ -324,7 +325,7 @@ def build_cache_entry(
         return folder
     cache_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(int(key[:16], 16))
-    image, labels, components, targets, affine = _resampled_case(
+    image, labels, components, targets, affine, digest = _resampled_case(
         source, spacing_mm, lesion_keywords, rng
     )
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_dir))
@@ -342,6 +343,7 @@ def build_cache_entry(
             "image_source": str(source.image),
             "label_source": str(source.label),
             "tracer": source.tracer,
+            "image_sha256": digest,
             "shape": list(image.shape),
             "spacing_mm": [float(s) for s in spacing_mm],
             "affine": affine.tolist(),
@@ -375,7 +377,14 @@ def open_cache_entry(
     targets = [Target.from_dict(t) for t in meta["targets"]]
     shape = tuple(int(s) for s in meta["shape"])
     spacing = tuple(float(s) for s in meta["spacing_mm"])
-    return CachedCase(source, folder, shape, spacing, targets)  # type: ignore[arg-type]
+    return CachedCase(
+        source,
+        folder,
+        shape,
+        spacing,
+        targets,
+        str(meta["image_sha256"]),  # type: ignore[arg-type]
+    )
 
 
 def _resampled_case(
@@ -383,9 +392,10 @@ def _resampled_case(
     spacing_mm: Sequence[float],
     lesion_keywords: Sequence[str],
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[Target], np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[Target], np.ndarray, str]:
     """Image, labels and lesion components in RAS+ at ``spacing_mm``, the targets (found on the
-    native grid, see :func:`enumerate_targets`) and the affine of that grid."""
+    native grid, see :func:`enumerate_targets`), the affine of that grid and the source image's
+    :meth:`~seganypet.image.PetImage.content_digest`."""
     image = read_nifti_image(source.image)
     labels, label_affine = read_nifti_labels(source.label)
     if labels.shape != image.shape or not np.allclose(
@@ -411,7 +421,14 @@ def _resampled_case(
     if int(resampled_labels.max(initial=0)) < 256:
         resampled_labels = resampled_labels.astype(np.uint8)
     affine = view.image.affine @ np.diag([*step, 1.0])
-    return resampled_image.astype(np.float32), resampled_labels, components, targets, affine
+    return (
+        resampled_image.astype(np.float32),
+        resampled_labels,
+        components,
+        targets,
+        affine,
+        image.content_digest(),
+    )
 
 
 def _sample_positions(length: int, step: float) -> np.ndarray:

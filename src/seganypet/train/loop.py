@@ -464,7 +464,8 @@ class Trainer:
             return
         names = sorted({c.source.dataset for c in self.train_cases})
         self.network.config = self.network.config.replace(
-            description=f"seganypet train on {', '.join(names)}, step {self.step}"
+            description=f"seganypet train on {', '.join(names)}, step {self.step}",
+            training_cases=tuple((c.source.key, c.image_sha256) for c in self.train_cases),
         )
         state = {
             "format": CHECKPOINT_FORMAT,
