@@ -8,7 +8,6 @@ from scipy import ndimage
 
 from seganypet.errors import InputError
 from seganypet.evaluate.protocols import (
-    AUTOPET_SHELL_MM,
     autopet_clicks,
     drawable_box,
     make_user,
@@ -162,40 +161,40 @@ def two_lesions(shape=(48, 48, 24)):
     truth = np.zeros(shape, bool)
     truth[10:22, 10:22, 8:16] = True  # the larger lesion
     truth[30:35, 30:35, 10:14] = True
-    suv = 1.0 + 0.2 * np.random.default_rng(0).random(shape).astype(np.float32)
+    suv = np.ones(shape, np.float32)
     suv[truth] = 8.0
-    suv[28:36, 4:24, 2:22] = 4.0  # hot tissue 14-28 mm beside the larger lesion
+    suv[40:44, 2:6, 2:5] = 5.0  # hot tissue outside the lesions (a bladder, say)
+    suv[2:5, 40:43, 18:21] = 4.0  # and a smaller one
     return truth, suv
 
 
-def test_autopet_clicks_are_deterministic_and_follow_the_rule():
+def test_autopet_clicks_follow_the_autopet_iv_rule_and_are_deterministic():
     truth, suv = two_lesions()
-    other = np.zeros_like(truth)
-    other[2:5, 40:44, 2:5] = True  # another lesion nearby: no background click there
-    tumour, background = autopet_clicks(truth, suv, SPACING, 10, rng(7), other)
-    again = autopet_clicks(truth, suv, SPACING, 10, rng(7), other)
-    assert (tumour, background) == again
-
+    tumour, background = autopet_clicks(truth, suv, 10, rng(7))
+    assert (tumour, background) == autopet_clicks(truth, suv, 10, rng(7))
     assert len(tumour) == 10 and len(background) == 10
-    assert all(truth[v] for v in tumour)
-    # One click at the centre of each component first, the largest first.
-    components, _ = ndimage.label(truth, structure=np.ones((3, 3, 3)))
-    assert components[tumour[0]] == components[15, 15, 11]
-    assert components[tumour[1]] == components[32, 32, 12]
-    distance = edt_mm(truth)
-    large = components == components[15, 15, 11]
-    assert distance[tumour[0]] == pytest.approx(distance[large].max())
-    assert len(set(tumour)) == 10  # later clicks spread out, never repeat here
 
-    from_truth = ndimage.distance_transform_edt(~truth, sampling=SPACING)
-    near, far = AUTOPET_SHELL_MM
-    for voxel in background:
-        assert not truth[voxel] and not other[voxel]
-        assert near <= from_truth[voxel] <= far
-    assert len(set(background)) == 10
-    # The hot tissue beside the lesion is where the background clicks go first.
-    assert suv[background[0]] == 4.0
-    assert sum(suv[v] == 4.0 for v in background) >= 3
+    components, _ = ndimage.label(truth, structure=np.ones((3, 3, 3)))
+    # The first clicks: the EDT centre (in voxels) of each lesion component, in a random order.
+    firsts = {components[v] for v in tumour[:2]}
+    assert firsts == {1, 2}
+    for voxel in tumour[:2]:
+        component = components == components[voxel]
+        distance = ndimage.distance_transform_edt(np.pad(component, 1))[1:-1, 1:-1, 1:-1]
+        assert distance[voxel] == distance.max()
+    # Then the components take turns giving a click on their border.
+    distance = ndimage.distance_transform_edt(np.pad(truth, 1))[1:-1, 1:-1, 1:-1]
+    assert all(truth[v] and distance[v] == 1 for v in tumour[2:])
+    assert [components[v] for v in tumour[2:6]] == [components[v] for v in tumour[:2]] * 2
+
+    # Background: the hot components outside the lesions, centres first, never in a lesion.
+    hot = (suv > np.percentile(suv[~truth], 99.75)) & ~truth
+    assert all(hot[v] for v in background)
+    assert {suv[v] for v in background[:2]} == {5.0, 4.0}
+    assert not any(truth[v] for v in background)
+
+    others = [autopet_clicks(truth, suv, 10, rng(seed))[0][:2] for seed in range(8)]
+    assert len({tuple(first) for first in others}) == 2  # the order of the components is drawn
 
 
 def test_autopet_user_gives_one_tumour_and_one_background_click_per_step():
@@ -205,12 +204,17 @@ def test_autopet_user_gives_one_tumour_and_one_background_click_per_step():
         interaction = user.interaction(step, np.zeros_like(truth))
         tumour, background = interaction.prompts
         assert isinstance(tumour, Point) and tumour.positive
+        assert tumour.voxel == tuple(float(v) for v in user.tumour[step - 1])
         assert isinstance(background, Point) and not background.positive
         assert interaction.prompt_type == "click+/click-"
     assert user.baseline_seed == user.tumour[0]
 
 
-def test_autopet_without_a_shell_gives_tumour_clicks_only():
+def test_autopet_with_nothing_hot_outside_gives_tumour_clicks_only():
     truth = np.ones((6, 6, 6), bool)
-    tumour, background = autopet_clicks(truth, np.ones((6, 6, 6)), SPACING, 3, rng())
+    tumour, background = autopet_clicks(truth, np.ones((6, 6, 6)), 3, rng())
     assert len(tumour) == 3 and background == []
+    flat = np.zeros((8, 8, 8), bool)
+    flat[2:5, 2:5, 2:5] = True
+    _, background = autopet_clicks(flat, np.where(flat, 5.0, 1.0), 3, rng())
+    assert background == []  # uniform background: nothing above its own 99.75th percentile

@@ -201,9 +201,10 @@ def test_the_session_places_every_crop_from_a_prompt_never_from_the_ground_truth
         session_factory=RecordingSession,
     )
 
-    assert summary["counts"]["objects"] == 2
+    objects = 1 if protocol == "autopet" else 2  # autoPET scores the whole tumour burden
+    assert summary["counts"]["objects"] == objects
     images = [item for kind, item in RecordingSession.log if kind == "image"]
-    assert len(images) == 2  # one fresh session per object, given the PET image only
+    assert len(images) == objects  # one fresh session per object, given the PET image only
     for image in images:
         np.testing.assert_array_equal(image.array, pet)
     anchors = [
@@ -218,7 +219,12 @@ def test_the_session_places_every_crop_from_a_prompt_never_from_the_ground_truth
     for centre in network.crop_centres:
         assert any(np.allclose(centre, a, atol=0.01) for a in allowed), (centre, allowed)
     rows = read_rows(tmp_path / "report")
-    assert len(rows) == 2 * 4
+    assert len(rows) == objects * 4
+    if protocol == "autopet":
+        # Both lesions get a tumour click (their centres) before any border click.
+        components, _ = ndimage.label(labels, structure=np.ones((3, 3, 3)))
+        tumour = [item[0] for kind, item in RecordingSession.log if kind == "point" and item[1]]
+        assert {components[tuple(int(v) for v in t)] for t in tumour[:2]} == {1, 2}
     if protocol == "clicks":
         # The first crop of each object is centred on its first click, its most interior voxel.
         components, _ = ndimage.label(labels, structure=np.ones((3, 3, 3)))
@@ -485,7 +491,8 @@ def test_synth_phantoms_lesions_with_baselines(tmp_path):
     assert {r["method"] for r in rows} == {"suv2.5", "suv4.0", "pct41", "pct50", "percist"}
     assert summary["counts"]["cases"] == 2
     assert summary["baselines"]["skipped"] == {}  # the phantoms have a liver label
-    assert all(r["object"].startswith("lesion_") for r in rows)
+    assert {r["object"] for r in rows} == {"lesions"}  # autoPET scores each case's burden
+    assert summary["counts"]["objects"] == len({r["case"] for r in rows})
 
 
 # ------------------------------------------------------------------------------ data layouts

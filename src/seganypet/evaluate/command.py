@@ -28,8 +28,10 @@ Protocols:
                  tumour, negative on leakage)
   clicks-random  SAM-Med3D style: each click at a random voxel of the error (--seed)
   box-clicks     the object's 3D bounding box first, then clicks as in 'clicks'
-  autopet        autoPET IV style: step k adds the k-th pre-simulated tumour click and the
-                 k-th background click (hot tissue 10-40 mm around the object)
+  autopet        autoPET IV: the case's whole tumour burden is one object; step k adds the
+                 k-th tumour click (lesion component centres, then borders) and the k-th
+                 background click (centres of hot components outside the lesions, above the
+                 99.75th percentile of non-lesion SUV)
 
 Data (--data, repeatable): an nnU-Net raw folder (dataset.json, imagesTr/, labelsTr/), a
 folder of case folders with PET_image.nii.gz and PET_mask.nii.gz (IBSI crops), or a manifest
@@ -142,7 +144,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--seed",
         type=whole_number_at_least(0),
         default=0,
-        help="seed of clicks-random and of the autopet tie-breaks (default: 0)",
+        help="seed of clicks-random, the random first click and the autopet draws (default: 0)",
     )
     parser.add_argument(
         "--min-object-ml",

@@ -52,6 +52,30 @@ class LoadedCase:
     skipped_small: int
     lesion_mask: np.ndarray
     liver_centre: Voxel | None
+    selected_labels: tuple[int, ...] = ()
+
+    def tumour_burden(self, name: str) -> PromptObject | None:
+        """Every lesion voxel of the selected labels as one object (autoPET scores it whole)."""
+        mask = self.lesion_mask & np.isin(self.labels, self.selected_labels)
+        if not mask.any():
+            return None
+        box = tuple(
+            slice(int(lo), int(hi) + 1)
+            for lo, hi in zip(np.argwhere(mask).min(0), np.argwhere(mask).max(0), strict=True)
+        )
+        values = sorted({int(v) for v in np.unique(self.labels[mask])})
+        voxels = int(mask.sum())
+        return PromptObject(
+            name=name,
+            label=values[0],
+            label_name="+".join(self.label_names[v] for v in values),
+            is_lesion=True,
+            component=0,
+            voxels=voxels,
+            volume_ml=voxels * self.image.voxel_volume_ml,
+            box=box,
+            crop=mask[box].copy(),
+        )
 
 
 def load_case(
@@ -93,7 +117,15 @@ def load_case(
     if liver_centre is None and find_liver:
         liver_centre = _liver_centre(labels, label_names, image.spacing)
     return LoadedCase(
-        source, image, labels, label_names, objects, skipped, lesion_mask, liver_centre
+        source,
+        image,
+        labels,
+        label_names,
+        objects,
+        skipped,
+        lesion_mask,
+        liver_centre,
+        tuple(selected),
     )
 
 

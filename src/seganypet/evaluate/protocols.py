@@ -17,21 +17,20 @@ Protocols (step 1 is the first interaction; ``--clicks N`` runs steps 1..N):
 - ``box-clicks``: step 1 draws the object's tight 3D bounding box (an axis one voxel thick is
   widened to the voxel's faces, ±0.5, as the session needs a box of positive extent), then clicks
   as in ``clicks``.
-- ``autopet``: autoPET IV style: clicks simulated once from the ground truth before any
-  prediction, step k adding the k-th tumour (positive) click and then the k-th background
-  (negative) click. The rule (:func:`autopet_clicks`):
+- ``autopet``: the autoPET IV interactive protocol. The object is the whole case's tumour burden
+  (every voxel of its lesion labels, all components together), scored image-wide as autoPET does.
+  Clicks are simulated once from the ground truth before any prediction; step k adds the k-th
+  tumour (positive) click and the k-th background (negative) click. The rule
+  (:func:`autopet_clicks`, after the challenge's published click simulation):
 
-  * tumour clicks: one at the EDT centre of each 26-connected component of the object, largest
-    component first; when clicks remain, each next one goes to the object voxel farthest inside
-    the object and from the clicks so far (the maximum of ``min(EDT, distance to the nearest
-    click)``);
-  * background clicks: in the *hot shell* around the object: voxels 10 to 40 mm from it (mm EDT)
-    that belong to no lesion label, at or above the 75th percentile of the shell's SUV (the tissue
-    a model would leak into); the first at the centre of the hot shell (EDT maximum), each next
-    farthest inside it and from the background clicks so far. An object with no such shell gets
-    tumour clicks only.
-  * exact ties between candidate voxels are broken by a random draw from ``--seed`` (mixed with
-    the case and object names), so the click sets are deterministic.
+  * tumour clicks: up to ``--clicks`` 26-connected lesion components are drawn in random order,
+    and each gets a click at its EDT centre (voxel units, the first maximum in array order);
+    while clicks remain, the drawn components take turns giving a click at a random voxel of
+    their border (the voxels of least EDT);
+  * background clicks: the same rule on the *hot non-tumour components*: 26-connected regions of
+    the voxels outside every lesion whose SUV exceeds the 99.75th percentile of all non-lesion
+    voxels (the bladder, kidneys, brain, bowel a model would leak into);
+  * the draws come from ``--seed`` mixed with the case name, so the click sets are deterministic.
 
 The classical baselines of a run are seeded at the protocol's first click: the ``--first-click``
 voxel for ``clicks`` and for ``box-clicks`` (whose first prompt is a box), the first random click
@@ -61,8 +60,9 @@ PROTOCOLS = ("clicks", "clicks-random", "box-clicks", "autopet")
 FIRST_CLICKS = ("interior", "hottest", "random")
 #: The protocols whose first click ``--first-click`` chooses (the others define their own).
 FIRST_CLICK_PROTOCOLS = ("clicks", "box-clicks")
-AUTOPET_SHELL_MM = (10.0, 40.0)
-AUTOPET_HOT_PERCENTILE = 75.0
+AUTOPET_HOT_PERCENTILE = 99.75
+#: The name of the autopet protocol's one object per case: its whole tumour burden.
+AUTOPET_OBJECT = "lesions"
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
 Voxel = tuple[int, int, int]
@@ -211,18 +211,12 @@ class AutoPetUser(SimulatedUser):
         truth: np.ndarray,
         spacing: Spacing,
         suv: np.ndarray,
-        other_lesions: np.ndarray,
         count: int,
         rng: np.random.Generator,
     ):
         super().__init__(truth, spacing)
-        self.tumour, self.background = autopet_clicks(
-            self.truth, suv, self.spacing, count, rng, other_lesions
-        )
-
-    @property
-    def baseline_seed(self) -> Voxel:
-        return self.tumour[0]
+        self.tumour, self.background = autopet_clicks(self.truth, suv, count, rng)
+        self._first_click = self.tumour[0]
 
     def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
         prompts: list[Point | Box] = []
@@ -240,7 +234,6 @@ def make_user(
     *,
     rng: np.random.Generator,
     suv: np.ndarray | None = None,
-    other_lesions: np.ndarray | None = None,
     steps: int = 1,
     first_click: str = "interior",
 ) -> SimulatedUser:
@@ -263,8 +256,7 @@ def make_user(
     if protocol == "autopet":
         if suv is None:
             raise ValueError("the autopet protocol needs the SUV image for its background clicks")
-        lesions = np.zeros_like(truth, dtype=bool) if other_lesions is None else other_lesions
-        return AutoPetUser(truth, spacing, suv, lesions, steps, rng)
+        return AutoPetUser(truth, spacing, suv, steps, rng)
     raise InputError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
@@ -286,99 +278,50 @@ def drawable_box(truth: np.ndarray) -> Box:
 
 
 def autopet_clicks(
-    truth: np.ndarray,
-    suv: np.ndarray,
-    spacing: Spacing,
-    count: int,
-    rng: np.random.Generator,
-    other_lesions: np.ndarray | None = None,
+    truth: np.ndarray, suv: np.ndarray, count: int, rng: np.random.Generator
 ) -> tuple[list[Voxel], list[Voxel]]:
-    """``count`` tumour clicks and up to ``count`` background clicks (see the module's rule)."""
+    """``count`` tumour clicks and up to ``count`` background clicks (see the module's rule).
+
+    ``truth`` is every lesion voxel of the case; the background clicks go to the hot components
+    outside it (none when nothing outside is hotter than its 99.75th percentile).
+    """
     truth = np.asarray(truth, dtype=bool)
     if not truth.any():
         raise ValueError("cannot simulate tumour clicks in an empty object")
     if count < 1:
         raise ValueError("the click budget must be at least 1")
-    spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
-    return (
-        _tumour_clicks(truth, spacing, count, rng),
-        _background_clicks(truth, suv, spacing, count, rng, other_lesions),
-    )
+    suv = np.asarray(suv)
+    outside = suv[~truth]
+    hot = np.zeros_like(truth)
+    if outside.size:
+        hot = (suv > np.percentile(outside, AUTOPET_HOT_PERCENTILE)) & ~truth
+    return _component_clicks(truth, count, rng), _component_clicks(hot, count, rng)
 
 
-def _tumour_clicks(
-    truth: np.ndarray, spacing: Spacing, count: int, rng: np.random.Generator
-) -> list[Voxel]:
-    box = _padded_box(truth, np.zeros(3, int), truth.shape)
-    region = truth[box]
-    offset = np.array([s.start for s in box])
-    interior = ndimage.distance_transform_edt(np.pad(region, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    components, number = ndimage.label(region, structure=CONNECTIVITY_26)
-    sizes = np.bincount(components.ravel(), minlength=number + 1)[1:]
-    chosen: list[np.ndarray] = []
-    for index in sorted(range(number), key=lambda i: (-int(sizes[i]), i))[:count]:
-        voxels = np.argwhere(components == index + 1)
-        chosen.append(voxels[_argmax_with_ties(interior[tuple(voxels.T)], rng)])
-    voxels = np.argwhere(region)
-    chosen = _spread(voxels, interior[tuple(voxels.T)], spacing, count, rng, chosen)
-    return [_ints(v + offset) for v in chosen]
-
-
-def _background_clicks(
-    truth: np.ndarray,
-    suv: np.ndarray,
-    spacing: Spacing,
-    count: int,
-    rng: np.random.Generator,
-    other_lesions: np.ndarray | None,
-) -> list[Voxel]:
-    near_mm, far_mm = AUTOPET_SHELL_MM
-    reach = np.ceil(far_mm / np.asarray(spacing)).astype(int) + 1
-    box = _padded_box(truth, reach, truth.shape)
-    offset = np.array([s.start for s in box])
-    distance = ndimage.distance_transform_edt(~truth[box], sampling=spacing)
-    shell = (distance >= near_mm) & (distance <= far_mm)
-    if other_lesions is not None:
-        shell &= ~np.asarray(other_lesions, dtype=bool)[box]
-    if not shell.any():
+def _component_clicks(mask: np.ndarray, count: int, rng: np.random.Generator) -> list[Voxel]:
+    """EDT centres of up to ``count`` random components, then their border voxels in turn."""
+    if not mask.any():
         return []
-    values = np.asarray(suv)[box]
-    hot = shell & (values >= np.percentile(values[shell], AUTOPET_HOT_PERCENTILE))
-    interior = ndimage.distance_transform_edt(np.pad(hot, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    voxels = np.argwhere(hot)
-    chosen = _spread(voxels, interior[tuple(voxels.T)], spacing, count, rng, [])
-    return [_ints(v + offset) for v in chosen]
-
-
-def _spread(
-    voxels: np.ndarray,
-    interior_mm: np.ndarray,
-    spacing: Spacing,
-    count: int,
-    rng: np.random.Generator,
-    chosen: list[np.ndarray],
-) -> list[np.ndarray]:
-    """Add clicks at ``argmax min(interior, distance to the chosen)`` until there are ``count``."""
-    chosen = list(chosen)
-    positions = voxels * np.asarray(spacing)
-    nearest = np.full(len(voxels), np.inf)
-    for click in chosen:
-        nearest = np.minimum(
-            nearest, np.linalg.norm(positions - click * np.asarray(spacing), axis=1)
-        )
-    while len(chosen) < count:
-        score = np.minimum(interior_mm, nearest)
-        pick = voxels[_argmax_with_ties(score, rng)]
-        chosen.append(pick)
-        nearest = np.minimum(
-            nearest, np.linalg.norm(positions - pick * np.asarray(spacing), axis=1)
-        )
-    return chosen
-
-
-def _argmax_with_ties(values: np.ndarray, rng: np.random.Generator) -> int:
-    best = np.flatnonzero(values >= values.max() - 1e-9)
-    return int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
+    components, number = ndimage.label(mask, structure=CONNECTIVITY_26)
+    boxes = ndimage.find_objects(components)
+    drawn = rng.permutation(number)[: min(count, number)]
+    distances = []
+    clicks: list[Voxel] = []
+    for index in drawn:
+        box = boxes[index]
+        inside = components[box] == index + 1
+        distance = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1, 1:-1]
+        distances.append((box, inside, distance))
+        centre = np.unravel_index(int(np.argmax(distance)), distance.shape)
+        clicks.append(_ints(np.asarray(centre) + [s.start for s in box]))
+    turn = 0
+    while len(clicks) < count:
+        box, inside, distance = distances[turn % len(distances)]
+        border = np.argwhere(inside & (distance == distance[inside].min()))
+        voxel = border[rng.integers(len(border))]
+        clicks.append(_ints(voxel + [s.start for s in box]))
+        turn += 1
+    return clicks
 
 
 # ------------------------------------------------------------------------------ helpers

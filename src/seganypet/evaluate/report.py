@@ -22,7 +22,7 @@ import numpy as np
 from seganypet.baselines import BASELINES
 from seganypet.datasets import LESION_KEYWORDS
 from seganypet.evaluate.metrics import normalised_auc
-from seganypet.evaluate.protocols import AUTOPET_HOT_PERCENTILE, AUTOPET_SHELL_MM
+from seganypet.evaluate.protocols import AUTOPET_HOT_PERCENTILE
 from seganypet.evaluate.table import StepRow
 
 if TYPE_CHECKING:
@@ -44,11 +44,11 @@ PROTOCOL_RULES = {
     "the case and the object",
     "box-clicks": "step 1: the object's tight 3D bounding box; then clicks as in 'clicks' (the "
     "first-click voxel seeds the baselines)",
-    "autopet": "step k adds the k-th pre-simulated tumour click (EDT centre of each component, "
-    "largest first, then farthest-point interior clicks) and the k-th background click "
-    f"(farthest-point clicks in the voxels {AUTOPET_SHELL_MM[0]:g}-{AUTOPET_SHELL_MM[1]:g} mm "
-    f"from the object, outside lesions, at or above the shell's {AUTOPET_HOT_PERCENTILE:g}th "
-    "SUV percentile); ties broken from --seed",
+    "autopet": "autoPET IV: the case's whole tumour burden is one object; step k adds the k-th "
+    "tumour click (EDT centres of up to N random lesion components, then their border voxels in "
+    "turn) and the k-th background click (the same rule on the components outside the lesions "
+    f"hotter than the {AUTOPET_HOT_PERCENTILE:g}th percentile of non-lesion SUV); draws from "
+    "--seed and the case",
 }
 
 BASELINE_SEED_RULES = {

@@ -32,6 +32,7 @@ from seganypet.errors import InputError
 from seganypet.evaluate.data import LoadedCase, load_case
 from seganypet.evaluate.metrics import NSD_TOLERANCE_MM, step_metrics
 from seganypet.evaluate.protocols import (
+    AUTOPET_OBJECT,
     FIRST_CLICKS,
     PROTOCOLS,
     SimulatedUser,
@@ -201,12 +202,13 @@ def run_evaluation(
             if network is not None and model_method is not None:
                 _check_not_trained_on(case, network, settings, record)
             record.cases.append(source.name)
-            record.objects_by_case[source.name] = [obj.name for obj in case.objects]
+            objects = _objects_to_score(case, settings.protocol)
+            record.objects_by_case[source.name] = [obj.name for obj in objects]
             record.skipped_small_objects += case.skipped_small
             methods = _methods_for_case(case, model_method, baseline_names, record)
-            progress.total += len(case.objects)
+            progress.total += len(objects)
             progress.refresh()
-            for obj in case.objects:
+            for obj in objects:
                 pending = [m for m in methods if (case.source.name, obj.name, m) not in done]
                 if pending:
                     rows = evaluate_object(
@@ -224,6 +226,14 @@ def run_evaluation(
     write_text_atomic(report_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     plot_dice_vs_step(summary, report_dir / PLOT_FILE)
     return summary
+
+
+def _objects_to_score(case: LoadedCase, protocol: str) -> list[PromptObject]:
+    """The case's objects; for ``autopet`` its whole tumour burden as one object."""
+    if protocol != "autopet":
+        return case.objects
+    burden = case.tumour_burden(AUTOPET_OBJECT)
+    return [] if burden is None else [burden]
 
 
 def _check_not_trained_on(
@@ -279,7 +289,6 @@ def evaluate_object(
         image.spacing,
         rng=object_rng(settings.seed, case.source.name, obj.name),
         suv=image.array,
-        other_lesions=case.lesion_mask & ~truth,
         steps=settings.clicks,
         first_click=settings.first_click,
     )
