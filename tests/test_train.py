@@ -358,6 +358,28 @@ def test_sampler_gives_each_rank_disjoint_targets():
 # ====================================================================================== clicks
 
 
+def test_a_first_click_can_go_to_the_hottest_voxel_of_the_target():
+    from seganypet.train.clicks import first_prompts
+
+    targets = np.zeros((2, 16, 16, 16), bool)
+    targets[:, 4:12, 4:12, 4:12] = True
+    images = np.ones(targets.shape, np.float32)
+    images[0, 5, 6, 7] = 9.0
+    images[1, 10, 10, 10] = 7.0
+    images[:, 0, 0, 0] = 50.0  # hotter, outside the target
+    rngs = [np.random.default_rng(i) for i in range(2)]
+    prompts = first_prompts(
+        targets, rngs, use_box=False, interior_probability=1.0, box_jitter=0.0,
+        images=images, hottest_probability=1.0,
+    )  # fmt: skip
+    assert [p[0] for p in prompts.points] == [(5.0, 6.0, 7.0), (10.0, 10.0, 10.0)]
+    plain = first_prompts(
+        targets, rngs, use_box=False, interior_probability=1.0, box_jitter=0.0
+    )  # fmt: skip
+    assert all(targets[(i, *map(int, p[0]))] for i, p in enumerate(plain.points))
+    assert [p[0] for p in plain.points] != [(5.0, 6.0, 7.0), (10.0, 10.0, 10.0)]
+
+
 def test_corrective_clicks_are_positive_in_misses_and_negative_in_leaks():
     target = _sphere((16, 16, 16), 8, (32, 32, 32))
     prediction = _sphere(

@@ -1,8 +1,8 @@
 """The simulated user of training and validation, and the click rounds that drive a network.
 
 A batch's prompts (:class:`Prompts`) start with a first prompt per crop (:func:`first_prompts`):
-a positive click at the target's most interior voxel (EDT maximum) or at a random target voxel,
-or, for a whole batch, a jittered bounding box. Every later round adds one corrective click per
+a positive click at the target's hottest voxel, its most interior voxel (EDT maximum) or a random
+target voxel, or, for a whole batch, a jittered bounding box. Every later round adds one corrective click per
 crop, placed from the network's *current* error (:func:`corrective_click`): at the centre of the
 largest error region (``next_click_at_error_centre``, computed on the region's bounding box) or at a random error voxel
 (``next_click_at_random_error``, SAM-Med3D's user); positive where foreground is missed,
@@ -98,9 +98,18 @@ def click_at_error_centre(prediction: np.ndarray, target: np.ndarray) -> Point |
 
 
 def first_click(
-    target: np.ndarray, rng: np.random.Generator, interior_probability: float
+    target: np.ndarray,
+    rng: np.random.Generator,
+    interior_probability: float,
+    image: np.ndarray | None = None,
+    hottest_probability: float = 0.0,
 ) -> tuple[int, int, int]:
-    """The EDT-most-interior voxel of ``target`` (with ``interior_probability``) or a random one."""
+    """Where the first click goes: the target's hottest voxel in ``image`` (with
+    ``hottest_probability``, where a reader clicks), else its EDT-most-interior voxel (with
+    ``interior_probability``), else a random target voxel."""
+    if image is not None and hottest_probability > 0 and rng.random() < hottest_probability:
+        index = np.argmax(np.where(target, image, -np.inf))
+        return tuple(int(i) for i in np.unravel_index(int(index), target.shape))  # type: ignore[return-value]
     if rng.random() < interior_probability:
         return interior_voxel(target)
     voxels = np.argwhere(target)
@@ -128,8 +137,13 @@ def first_prompts(
     use_box: bool,
     interior_probability: float,
     box_jitter: float,
+    images: np.ndarray | None = None,
+    hottest_probability: float = 0.0,
 ) -> Prompts:
-    """The first prompt of every crop of ``targets`` ``(B, D, H, W)`` bool: a click, or a box."""
+    """The first prompt of every crop of ``targets`` ``(B, D, H, W)`` bool: a click, or a box.
+
+    ``images`` ``(B, D, H, W)`` are the crops' values, for the hottest first click.
+    """
     prompts = Prompts.empty(len(targets))
     if use_box:
         prompts.boxes = np.stack(
@@ -137,7 +151,9 @@ def first_prompts(
         )
         return prompts
     for item, (target, rng) in enumerate(zip(targets, rngs, strict=True)):
-        prompts.add(item, first_click(target, rng, interior_probability), positive=True)
+        image = None if images is None else images[item]
+        voxel = first_click(target, rng, interior_probability, image, hottest_probability)
+        prompts.add(item, voxel, positive=True)
     return prompts
 
 

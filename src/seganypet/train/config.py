@@ -55,7 +55,8 @@ class TrainConfig:
     click_rounds: int = 6  # decoder rounds per sample (first prompt + corrective clicks)
     box_probability: float = 0.25  # share of steps whose first prompt is a box
     box_jitter: float = 0.1  # box corners move by up to this share of the box extent
-    first_click_interior_probability: float = 0.5  # else a random voxel of the target
+    first_click_hottest_probability: float = 0.0  # the target's hottest voxel, as a reader clicks
+    first_click_interior_probability: float = 0.5  # of the rest; else a random target voxel
     error_centre_probability: float = 0.5  # else a random error voxel (SAM-Med3D's user)
 
     # ---------------------------------------------------------------------- targets and crops
@@ -100,6 +101,7 @@ class TrainConfig:
         _check(self.grad_clip_norm > 0, "grad_clip_norm must be positive")
         for name in (
             "box_probability",
+            "first_click_hottest_probability",
             "first_click_interior_probability",
             "error_centre_probability",
             "flip_probability",

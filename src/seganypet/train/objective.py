@@ -220,6 +220,10 @@ class InteractiveObjective(nn.Module):
             use_box=plan.use_box,
             interior_probability=config.first_click_interior_probability,
             box_jitter=config.box_jitter,
+            images=images[:, 0].detach().float().cpu().numpy()
+            if config.first_click_hottest_probability > 0
+            else None,
+            hottest_probability=config.first_click_hottest_probability,
         )
 
         def next_click(prediction: np.ndarray, target: np.ndarray, item: int):
