@@ -205,9 +205,32 @@ def test_rerun_skips_complete_cases_and_refuses_other_arguments(tmp_path, monkey
     assert (out / "imagesTr" / "case_0000_0000.nii.gz").stat().st_mtime_ns == written
     with pytest.raises(InputError, match="another seed"):
         write_dataset(out, cases=1, seed=5, progress=False)
+    with pytest.raises(InputError, match="another config"):
+        write_dataset(out, cases=1, seed=4, config=PhantomConfig(tracer="PSMA"), progress=False)
+    # A data set written before the tracer and variety settings existed resumes: their
+    # defaults repeat it exactly.
+    description = json.loads((out / "dataset.json").read_text())
+    for key in ("tracer", "lesion_variety", "lesion_contrast_range"):
+        del description["config"][key]
+    (out / "dataset.json").write_text(json.dumps(description))
+    write_dataset(out, cases=1, seed=4, progress=False)
     (out / "labelsTr" / "case_0001.nii.gz").write_bytes(b"")  # a case beyond those asked for
     with pytest.raises(InputError, match="beyond"):
         write_dataset(out, cases=1, seed=4, progress=False)
+
+
+def test_synth_command_writes_psma_and_wide_data_sets(tmp_path, capsys):
+    from seganypet.cli import main
+
+    out = tmp_path / "psma"
+    main(["synth", "-o", str(out), "--cases", "1", "--seed", "2", "--tracer", "psma",
+          "--variety", "wide", "--quiet"])  # fmt: skip
+    description = json.loads((out / "dataset.json").read_text())
+    assert description["tracer"] == "PSMA"
+    assert description["config"]["lesion_variety"] == "wide"
+    assert description["config"]["psf_fwhm_range_mm"] == [4.0, 9.0]
+    metadata = json.loads((out / "metadataTr" / "case_0000.json").read_text())
+    assert metadata["parameters"]["tracer"] == "PSMA"
 
 
 @pytest.mark.parametrize("cases, seed", [(0, 1), (-3, 1), (2, -1), (1.5, 1)])
@@ -255,3 +278,70 @@ def test_figure_beside_real_whole_body_scan(tmp_path):
     assert 5.0 < float(real.array.max()) < 100.0
     png = compare_mip(tmp_path / "compare.png", real_dir)
     assert png.is_file() and png.stat().st_size > 10_000
+
+
+def test_psma_phantoms_have_the_psma_uptake_pattern():
+    from seganypet.synth.labels import PSMA_SUV_RANGES
+
+    config = PhantomConfig(tracer="PSMA", spacing_range_mm=(4.0, 5.0))
+    for seed in (5, 6):
+        psma = generate_phantom(seed, config)
+        fdg = generate_phantom(seed, PhantomConfig(spacing_range_mm=(4.0, 5.0)))
+        assert psma.image.metadata["tracer"] == "PSMA" == psma.parameters["tracer"]
+        uptake = psma.parameters["uptake_suv"]
+        for name, (low, high) in PSMA_SUV_RANGES.items():
+            if name in uptake:
+                assert low <= uptake[name] <= high, (name, uptake[name])
+        psma_suv, fdg_suv = psma.image.array, fdg.image.array
+
+        def masks(phantom):
+            labels = phantom.labels
+            brain = _interior(labels == LABELS["brain"], phantom.image.spacing, 6.0)
+            kidneys = np.isin(labels, [LABELS["kidney_right"], LABELS["kidney_left"]])
+            return brain, kidneys, labels == LABELS["salivary_glands"]
+
+        (brain, kidneys, glands), (fdg_brain, fdg_kidneys, fdg_glands) = masks(psma), masks(fdg)
+        assert psma_suv[brain].mean() < 0.6 < 6.0 < fdg_suv[fdg_brain].mean()  # a cold brain
+        assert np.median(psma_suv[kidneys]) > 10.0 > 4.0 >= np.median(fdg_suv[fdg_kidneys])
+        assert psma_suv[glands].max() > 2 * fdg_suv[fdg_glands].max()
+        # The lacrimal glands: gland voxels far above the salivary glands' level in the orbit.
+        lacrimal = glands & (psma_suv > 0) & (np.indices(glands.shape)[2] > np.argwhere(
+            glands).mean(0)[2] + 30 / psma.image.spacing[2])  # fmt: skip
+        assert lacrimal.any()
+
+
+def test_a_mixed_data_set_draws_its_tracer_per_case_and_records_it(tmp_path):
+    config = PhantomConfig(tracer="mixed")
+    tracers = [config.case_tracer(case_seed(0, index)) for index in range(12)]
+    assert set(tracers) == {"FDG", "PSMA"}
+    assert tracers == [config.case_tracer(case_seed(0, index)) for index in range(12)]
+    with pytest.raises(ValueError, match="unknown tracer"):
+        PhantomConfig(tracer="FLT")
+
+
+def test_the_wide_variety_draws_rims_lobes_infiltration_and_faint_lesions():
+    config = PhantomConfig.wide(
+        spacing_range_mm=(4.0, 5.0), lesion_count_range=(15, 20), lesion_volume_range_ml=(5, 80)
+    )
+    lesions, contrasts = [], []
+    for seed in (40, 41, 42):
+        phantom = generate_phantom(seed, config)
+        uptake = phantom.parameters["uptake_suv"]
+        lesions += phantom.lesions
+        contrasts += [
+            lesion.suv_mean / max(uptake.get(lesion.host, 1.0), 1.2) for lesion in phantom.lesions
+        ]
+    assert {lesion.shape for lesion in lesions} >= {"lobulated", "infiltrative"}
+    assert any(lesion.hot_rim for lesion in lesions)
+    assert all(lesion.necrotic for lesion in lesions if lesion.hot_rim)
+    assert any(lesion.site == "head_neck" for lesion in lesions)
+    assert min(contrasts) < 1.8  # fainter than the standard style's floor
+    assert all(1.15 * 0.999 <= c for c in contrasts if c < 1.8)
+    # The standard style is unchanged: none of the new kinds.
+    standard = [
+        lesion
+        for seed in (40, 41)
+        for lesion in generate_phantom(seed, PhantomConfig(spacing_range_mm=(4.0, 5.0))).lesions
+    ]
+    assert {lesion.shape for lesion in standard} <= {"sphere", "ellipsoid", "irregular"}
+    assert not any(lesion.hot_rim or lesion.site == "head_neck" for lesion in standard)

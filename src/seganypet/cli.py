@@ -421,8 +421,17 @@ def cmd_convert_checkpoint(args: argparse.Namespace) -> None:
 
 def cmd_synth(args: argparse.Namespace) -> None:
     from seganypet.synth.dataset import write_dataset
+    from seganypet.synth.phantom import PhantomConfig
 
-    dataset_json = write_dataset(args.output, args.cases, seed=args.seed, progress=not args.quiet)
+    tracer = args.tracer.upper() if args.tracer != "mixed" else "mixed"
+    config = (
+        PhantomConfig.wide(tracer=tracer)
+        if args.variety == "wide"
+        else PhantomConfig(tracer=tracer)
+    )
+    dataset_json = write_dataset(
+        args.output, args.cases, seed=args.seed, config=config, progress=not args.quiet
+    )
     print(f"wrote {args.cases} phantoms to {args.output} ({dataset_json.name} lists the labels)")
 
 
@@ -593,12 +602,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "synth",
         cmd_synth,
-        "Generate synthetic whole-body FDG PET phantoms with label maps (nnU-Net v2 raw layout).",
+        "Generate synthetic whole-body FDG or PSMA PET phantoms with label maps (nnU-Net v2 raw "
+        "layout).",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--cases", type=int, default=10, help="number of phantoms (default 10)")
     p.add_argument(
         "--seed", type=int, default=0, help="dataset seed: the same seed gives the same phantoms"
+    )
+    p.add_argument(
+        "--tracer",
+        choices=["fdg", "psma", "mixed"],
+        default="fdg",
+        help="uptake pattern: FDG (default), PSMA (hot salivary and lacrimal glands, kidneys, "
+        "liver, spleen and bowel, a cold brain), or mixed (each case one of the two)",
+    )
+    p.add_argument(
+        "--variety",
+        choices=["standard", "wide"],
+        default="standard",
+        help="standard (default): 2-5 mm voxels, PSF 4-7 mm, spheres, ellipsoids and irregular "
+        "lesions 1.8-10x their host; wide: 2-5.5 mm voxels, PSF 4-9 mm, more noise, lobulated and "
+        "infiltrative lesions, necrosis in a hot rim, head-and-neck primaries, contrast 1.15-15x",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

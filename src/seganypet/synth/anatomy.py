@@ -1,4 +1,4 @@
-"""A whole-body FDG anatomy painted on a fine canvas.
+"""A whole-body anatomy painted on a fine canvas, with FDG or PSMA uptake.
 
 Positions and sizes are written for a reference adult 1750 mm tall, lying supine, in the body frame
 of :mod:`seganypet.synth.geometry` (z = height above the soles). ``BodyPlan`` draws one patient:
@@ -23,7 +23,15 @@ from seganypet.synth.geometry import (
     smooth_curve,
     tube,
 )
-from seganypet.synth.labels import COLLECTING_SYSTEM_SUV, LABELS, SUV_RANGES
+from seganypet.synth.labels import (
+    COLLECTING_SYSTEM_SUV,
+    LABELS,
+    PSMA_COLLECTING_SYSTEM_SUV,
+    PSMA_LACRIMAL_SUV,
+    PSMA_SUV_RANGES,
+    SUV_RANGES,
+    TRACERS,
+)
 
 REFERENCE_HEIGHT_MM = 1750.0
 REFERENCE_HEAD_CENTER = np.array([0.0, 5.0, 1640.0])
@@ -96,12 +104,17 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
-def sample_uptake(rng: np.random.Generator) -> dict[str, float]:
-    """Mean SUV of every structure for one case, inside the literature ranges of the label table.
+def sample_uptake(rng: np.random.Generator, tracer: str = "FDG") -> dict[str, float]:
+    """Mean SUV of every structure for one case, inside the literature ranges of the label table
+    (FDG) or of :data:`~seganypet.synth.labels.PSMA_SUV_RANGES`.
 
     Draws stay in the central 60% of each range, so that noise, partial volume and spill-over
     from hot neighbours leave the measured means inside the ranges.
     """
+    if tracer not in TRACERS:
+        raise ValueError(f"unknown tracer {tracer!r}; expected one of {', '.join(TRACERS)}")
+    if tracer == "PSMA":
+        return _sample_psma_uptake(rng)
     suv = {
         name: _uniform(rng, *SUV_RANGES[name], margin=0.2)
         for name in SUV_RANGES
@@ -115,6 +128,20 @@ def sample_uptake(rng: np.random.Generator) -> dict[str, float]:
     )
     suv["collecting_system"] = _log_uniform(rng, *COLLECTING_SYSTEM_SUV)
     suv["ureters"] = float(np.clip(suv["collecting_system"] * _uniform(rng, 0.3, 0.9), 2.0, 40.0))
+    return suv
+
+
+def _sample_psma_uptake(rng: np.random.Generator) -> dict[str, float]:
+    suv = {
+        name: _uniform(rng, *bounds, margin=0.2)
+        for name, bounds in PSMA_SUV_RANGES.items()
+        if name != "lesion"
+    }
+    suv["bladder"] = _log_uniform(rng, 10.0, 70.0)
+    suv["kidney_left"] = suv["kidney_right"] * _uniform(rng, 0.85, 1.15)
+    suv["lacrimal"] = _uniform(rng, *PSMA_LACRIMAL_SUV)
+    suv["collecting_system"] = _log_uniform(rng, *PSMA_COLLECTING_SYSTEM_SUV)
+    suv["ureters"] = float(np.clip(suv["collecting_system"] * _uniform(rng, 0.2, 0.8), 2.0, 60.0))
     return suv
 
 
@@ -143,7 +170,9 @@ class BodyPlan:
         return self.height_mm / REFERENCE_HEIGHT_MM
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, arms_up_probability: float = 0.5) -> BodyPlan:
+    def sample(
+        cls, rng: np.random.Generator, arms_up_probability: float = 0.5, tracer: str = "FDG"
+    ) -> BodyPlan:
         height = float(np.clip(rng.normal(1720.0, 90.0), 1500.0, 1950.0))
         build = float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.2))
         organs = ("brain", "heart", "liver", "spleen", "kidneys", "stomach", "lungs", "bowel")
@@ -163,7 +192,7 @@ class BodyPlan:
             fov_bottom_fraction=float(rng.uniform(0.37, 0.45)),
             bladder_ml=_log_uniform(rng, 60.0, 500.0),
             organ_scale={name: float(np.clip(rng.normal(1.0, 0.08), 0.8, 1.2)) for name in organs},
-            uptake=sample_uptake(rng),
+            uptake=sample_uptake(rng, tracer),
         )
 
 
@@ -441,9 +470,18 @@ class AnatomyPainter:
             self.landmarks[f"cervical_{'right' if side > 0 else 'left'}"] = hd(
                 36.0 * side, 10.0, 1515.0
             )
+            self.landmarks[f"oropharynx_{'right' if side > 0 else 'left'}"] = hd(
+                14.0 * side, 12.0, 1557.0
+            )
         canvas.paint_all(
             salivary, LABELS["salivary_glands"], suv["salivary_glands"], within=BODY_WALL
         )
+        if "lacrimal" in suv:  # PSMA: the lacrimal glands, above and outside each eye
+            lacrimal = [
+                Superquadric(hd(32.0 * side, 72.0, 1615.0), np.array([7.0, 5.0, 4.0]) * k)
+                for side in (1.0, -1.0)
+            ]
+            canvas.paint_all(lacrimal, LABELS["salivary_glands"], suv["lacrimal"], within=BODY_WALL)
 
     def _paint_brain(self, brain: Superquadric, cerebellum: Superquadric) -> None:
         """Grey matter hotter than white matter, hot deep nuclei, cold ventricles, normalised to the case mean."""

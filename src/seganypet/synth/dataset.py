@@ -56,12 +56,13 @@ def dataset_description(cases: int, seed: int, config: PhantomConfig) -> dict:
     """The ``dataset.json`` of a synthetic data set."""
     return {
         "name": "seganypet_synth",
-        "description": "Synthetic whole-body FDG PET phantoms with organ and lesion labels (seganypet.synth)",
+        "description": f"Synthetic whole-body {config.tracer} PET phantoms with organ and lesion "
+        "labels (seganypet.synth)",
         "channel_names": {"0": "PET"},
         "labels": dict(LABELS),
         "numTraining": int(cases),
         "file_ending": FILE_ENDING,
-        "tracer": "FDG",
+        "tracer": config.tracer,
         "units": "SUVbw",
         "generator": "seganypet.synth",
         "generator_version": GENERATOR_VERSION,
@@ -83,6 +84,8 @@ def _check_compatible(out_dir: Path, description: dict) -> None:
         raise InputError(
             f"{existing_path}: cannot read it ({exc}); remove it or choose another output folder"
         ) from None
+    # Settings added since a data set was written take their defaults, which repeat it exactly.
+    existing = {**existing, "config": {**_defaults(), **(existing.get("config") or {})}}
     for key in ("generator_version", "seed", "config"):
         if existing.get(key) != json.loads(json.dumps(description[key])):
             raise InputError(
@@ -101,6 +104,10 @@ def _check_compatible(out_dir: Path, description: dict) -> None:
                 f"{out_dir} already holds {len(extra)} case(s) beyond the {description['numTraining']} asked for "
                 f"(e.g. {sorted(extra)[0]}); ask for at least as many cases, or use another output folder"
             )
+
+
+def _defaults() -> dict:
+    return json.loads(json.dumps(asdict(PhantomConfig())))
 
 
 def _index_of(path: Path) -> int:

@@ -1,4 +1,4 @@
-"""The label table of the synthetic phantoms and the FDG uptake each structure is given.
+"""The label table of the synthetic phantoms and the uptake each structure is given per tracer.
 
 The ids are fixed (they are the ``labels`` of every generated ``dataset.json``) and consecutive,
 as nnU-Net requires. Every lesion carries the one id ``lesion``, whatever the tissue it sits in;
@@ -43,7 +43,12 @@ STRUCTURES: tuple[Structure, ...] = (
     ),
     Structure(11, "muscle", (0.6, 1.0), "all lean soft tissue outside the organs"),
     Structure(12, "fat", (0.2, 0.5), "subcutaneous, visceral and mediastinal fat"),
-    Structure(13, "salivary_glands", (1.5, 3.0), "parotid and submandibular glands"),
+    Structure(
+        13,
+        "salivary_glands",
+        (1.5, 3.0),
+        "parotid and submandibular glands (and the lacrimal glands of PSMA cases)",
+    ),
     Structure(14, "tonsils", (2.0, 5.0), "palatine tonsils"),
     Structure(
         15,
@@ -69,6 +74,35 @@ LESION_LABEL = LABELS["lesion"]
 
 # Urine in the renal collecting system is far hotter than the parenchyma.
 COLLECTING_SYSTEM_SUV = (6.0, 60.0)
+
+TRACERS = ("FDG", "PSMA")
+
+#: Mean uptake (SUVbw) of each structure with a PSMA ligand (68Ga-PSMA-11, 18F-DCFPyL, about an
+#: hour after injection): hot salivary and lacrimal glands, kidneys, liver, spleen and small bowel,
+#: urine in the collecting system and bladder, a cold brain and little else.
+PSMA_SUV_RANGES: dict[str, tuple[float, float]] = {
+    "brain": (0.1, 0.5),
+    "myocardium": (0.8, 2.0),
+    "blood_pool": (0.8, 1.8),
+    "liver": (4.0, 8.0),
+    "spleen": (4.0, 10.0),
+    "kidney_right": (18.0, 45.0),
+    "kidney_left": (18.0, 45.0),
+    "bladder": (8.0, 80.0),
+    "lungs": (0.2, 0.5),
+    "bone_marrow": (0.7, 1.6),
+    "muscle": (0.4, 0.9),
+    "fat": (0.1, 0.3),
+    "salivary_glands": (9.0, 22.0),
+    "tonsils": (1.5, 4.0),
+    "bowel": (2.0, 9.0),
+    "stomach": (1.0, 3.0),
+    "ureters": (0.6, 60.0),
+    "bone": (0.3, 0.8),
+    "lesion": (2.0, 80.0),
+}
+PSMA_LACRIMAL_SUV = (5.0, 12.0)
+PSMA_COLLECTING_SYSTEM_SUV = (15.0, 120.0)
 
 
 def label_table_markdown() -> str:

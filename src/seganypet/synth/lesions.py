@@ -5,6 +5,13 @@ a rotated ellipsoid, for irregular lesions divided by (1 + smooth noise). The th
 so that the lesion holds exactly the drawn volume, inside the body and clear of other lesions. On
 the output grid a voxel belongs to a lesion when at least half of it is lesion (every lesion keeps
 at least its best-covered voxel).
+
+A :class:`LesionStyle` sets the variety. The standard style (the default; earlier data sets
+repeat exactly) draws spheres, ellipsoids and irregular lesions 1.8-10 times as hot as their host,
+some large ones with a cold necrotic core. The wide style adds what readers meet beyond that:
+lobulated lesions (a few large lobes) and infiltrative ones (elongated, with finger-like
+margins), necrotic cores inside a hot rim, stronger heterogeneity, contrasts from barely visible
+to very hot, and head-and-neck primaries at the oropharynx.
 """
 
 from __future__ import annotations
@@ -46,6 +53,12 @@ SITES = (
     Site("beside_kidney", 0.05, (0.5, 40.0)),
     Site("beside_heart", 0.04, (0.5, 30.0)),
 )
+#: Shape-field noise of the rough kinds: (smoothing as a share of the radius, strength range).
+SURFACE_NOISE = {
+    "irregular": (0.4, (0.15, 0.35)),
+    "lobulated": (0.7, (0.35, 0.6)),
+    "infiltrative": (0.15, (0.4, 0.7)),
+}
 HOST_LABELS = {
     "lung": LABELS["lungs"],
     "liver": LABELS["liver"],
@@ -54,6 +67,29 @@ HOST_LABELS = {
     "spleen": LABELS["spleen"],
 }
 MAX_TOTAL_VOLUME_ML = 900.0
+HEAD_NECK_SITE = Site("head_neck", 0.05, (0.5, 40.0))
+LESION_STYLES = ("standard", "wide")
+
+
+@dataclass(frozen=True)
+class LesionStyle:
+    """How varied the lesions are: ``variety`` standard or wide (see the module), and the range
+    of lesion-to-host contrast the mean uptake is drawn from (log-uniform)."""
+
+    variety: str = "standard"
+    contrast_range: tuple[float, float] = (1.8, 10.0)
+
+    def __post_init__(self) -> None:
+        if self.variety not in LESION_STYLES:
+            raise ValueError(f"unknown lesion variety {self.variety!r}")
+
+    @property
+    def wide(self) -> bool:
+        return self.variety == "wide"
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        return SITES + (HEAD_NECK_SITE,) if self.wide else SITES
 
 
 @dataclass(frozen=True)
@@ -63,13 +99,14 @@ class LesionInfo:
     instance: int
     site: str
     host: str  # the tissue at its centre before it was placed
-    shape: str  # sphere, ellipsoid or irregular
+    shape: str  # sphere, ellipsoid, irregular (and with the wide style lobulated, infiltrative)
     center_mm: tuple[float, float, float]  # world RAS+ centroid of its output voxels
     volume_ml: float  # true volume (fine grid)
     suv_mean: float  # mean uptake of its viable part
     suv_max: float
     necrotic: bool
     voxels: int  # voxels it holds on the output grid
+    hot_rim: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,11 +137,13 @@ class LesionPlacer:
         landmarks: dict[str, np.ndarray],
         rng: np.random.Generator,
         organ_suv: dict[str, float],
+        style: LesionStyle | None = None,
     ):
         self.canvas = canvas
         self.landmarks = landmarks
         self.rng = rng
         self.organ_suv = organ_suv
+        self.style = style or LesionStyle()
         self.occupied = np.zeros(canvas.shape, dtype=bool)
         self._voxels_of: dict[int, np.ndarray] = {}
 
@@ -141,6 +180,9 @@ class LesionPlacer:
             return marks[stations[int(rng.integers(len(stations)))]] + rng.normal(0.0, 7.0, 3)
         if site in HOST_LABELS:
             return self.random_voxel_of(HOST_LABELS[site])
+        if site == "head_neck":
+            side = "right" if rng.random() < 0.5 else "left"
+            return marks[f"oropharynx_{side}"] + rng.normal(0.0, 5.0, 3)
         if site == "beside_bladder":
             direction = _unit_vector(rng, bias=[rng.choice([-1.0, 1.0]), -0.6, 0.0])
             return self.beside(marks["bladder_center"], (LABELS["bladder"],), direction, radius)
@@ -163,7 +205,11 @@ class LesionPlacer:
     ) -> PaintedLesion | None:
         rng = self.rng
         radius = (3.0 * volume_ml * 1000.0 / (4.0 * np.pi)) ** (1 / 3)
-        kind = str(rng.choice(["sphere", "ellipsoid", "irregular"], p=[0.3, 0.3, 0.4]))
+        if self.style.wide:
+            kinds = ["sphere", "ellipsoid", "irregular", "lobulated", "infiltrative"]
+            kind = str(rng.choice(kinds, p=[0.15, 0.2, 0.3, 0.2, 0.15]))
+        else:
+            kind = str(rng.choice(["sphere", "ellipsoid", "irregular"], p=[0.3, 0.3, 0.4]))
         for _ in range(6):
             center = self.choose_center(site.name, radius)
             if center is None or self.label_at(center) in (0, LESION_LABEL):
@@ -192,16 +238,18 @@ class LesionPlacer:
         if kind == "sphere":
             semi = np.full(3, radius)
         else:
-            stretch = np.exp(rng.uniform(-0.35, 0.35, 3))
+            reach = 0.9 if kind == "infiltrative" else 0.35
+            stretch = np.exp(rng.uniform(-reach, reach, 3))
             semi = radius * stretch / np.prod(stretch) ** (1 / 3)
         orientation = rotation(*rng.uniform(0.0, 180.0, 3))
         field = Superquadric(center, semi, orientation).radius(grid).astype(np.float32)
-        if kind == "irregular":
+        if kind in SURFACE_NOISE:
+            scale, strength = SURFACE_NOISE[kind]
             bumps = ndimage.gaussian_filter(
                 rng.standard_normal(field.shape).astype(np.float32),
-                max(1.0, 0.4 * radius / canvas.spacing),
+                max(1.0, scale * radius / canvas.spacing),
             )
-            field /= 1.0 + rng.uniform(0.15, 0.35) * bumps / (bumps.std() + 1e-6)
+            field /= 1.0 + rng.uniform(*strength) * bumps / (bumps.std() + 1e-6)
         host_labels = canvas.labels[box]
         free = (host_labels != 0) & ~self.occupied[box]
         field[~free] = np.inf
@@ -215,17 +263,24 @@ class LesionPlacer:
 
         host = LABEL_NAMES.get(self.label_at(center), "other")
         host_suv = self.organ_suv.get(host, 1.0)
-        contrast = _log_uniform(rng, 1.8, 10.0)
+        contrast = _log_uniform(rng, *self.style.contrast_range)
         suv_mean = float(np.clip(max(host_suv, 1.2) * contrast, *suv_range))
         shell = field / threshold
         necrotic = volume_ml > 4.0 and rng.random() < 0.35
+        hot_rim = False
         if necrotic:
-            core = shell < rng.uniform(0.35, 0.65)
+            core_size = rng.uniform(0.35, 0.65)
+            core = shell < core_size
             pattern = np.ones_like(field)
+            if self.style.wide and rng.random() < 0.7:
+                hot_rim = True  # viable tumour crowds at the margin of the necrosis
+                rim_centre = 0.5 * (core_size + 1.0)
+                rim = np.exp(-(((shell - rim_centre) / (0.5 * (1.0 - core_size))) ** 2))
+                pattern = 1.0 + rng.uniform(0.4, 1.5) * rim
         else:
             core = np.zeros_like(mask)
             pattern = 1.0 + rng.uniform(0.0, 0.6) * (1.0 - np.clip(shell, 0.0, 1.0) ** 2)
-        spread = rng.uniform(0.08, 0.3)
+        spread = rng.uniform(0.08, 0.5 if self.style.wide else 0.3)
         texture = ndimage.gaussian_filter(
             rng.standard_normal(field.shape).astype(np.float32),
             max(1.0, 0.25 * radius / canvas.spacing),
@@ -249,6 +304,7 @@ class LesionPlacer:
             suv_max=float(values[mask].max()),
             necrotic=bool(necrotic),
             voxels=0,
+            hot_rim=hot_rim,
         )
         return PaintedLesion(info, box, mask)
 
@@ -261,8 +317,11 @@ def place_lesions(
     count_range: tuple[int, int] = (0, 20),
     volume_range_ml: tuple[float, float] = (0.3, 300.0),
     suv_range: tuple[float, float] = (2.0, 30.0),
+    style: LesionStyle | None = None,
 ) -> list[PaintedLesion]:
     """Draw and paint this case's lesions onto ``canvas`` (labels and activity)."""
+    style = style or LesionStyle()
+    sites = style.sites
     low, high = count_range
     # About one case in six without lesions; otherwise fewer lesions more often than many.
     count = (
@@ -270,12 +329,12 @@ def place_lesions(
         if rng.random() < 0.15
         else int(np.clip(np.floor(low + 1 + (high - low) * rng.random() ** 1.6), low, high))
     )
-    weights = np.array([s.weight for s in SITES])
-    placer = LesionPlacer(canvas, landmarks, rng, organ_suv)
+    weights = np.array([s.weight for s in sites])
+    placer = LesionPlacer(canvas, landmarks, rng, organ_suv, style)
     lesions: list[PaintedLesion] = []
     total = 0.0
     for _ in range(count):
-        site = SITES[int(rng.choice(len(SITES), p=weights / weights.sum()))]
+        site = sites[int(rng.choice(len(sites), p=weights / weights.sum()))]
         lo = max(site.volume_ml[0], volume_range_ml[0])
         hi = min(site.volume_ml[1], volume_range_ml[1], max(lo, MAX_TOTAL_VOLUME_ML - total))
         volume = _log_uniform(rng, lo, hi)

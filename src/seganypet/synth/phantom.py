@@ -1,4 +1,5 @@
-"""One synthetic whole-body FDG PET case: image, organ and lesion labels, and how it was made."""
+"""One synthetic whole-body PET case (FDG or PSMA): image, organ and lesion labels, and how it was
+made."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from seganypet.synth.imaging import (
     sampling_grid,
     tissue_texture,
 )
-from seganypet.synth.labels import LABEL_NAMES
-from seganypet.synth.lesions import LesionInfo, place_lesions, rasterize_lesions
+from seganypet.synth.labels import LABEL_NAMES, PSMA_SUV_RANGES, TRACERS
+from seganypet.synth.lesions import LesionInfo, LesionStyle, place_lesions, rasterize_lesions
 
 GENERATOR_VERSION = "1.0"
 
@@ -38,6 +39,35 @@ class PhantomConfig:
     arms_up_probability: float = 0.5
     displacement_mm: float = 6.0
     noise: bool = True
+    tracer: str = "FDG"  # FDG, PSMA, or mixed (each case draws one, half and half)
+    lesion_variety: str = "standard"  # or wide: see seganypet.synth.lesions
+    lesion_contrast_range: tuple[float, float] = (1.8, 10.0)
+
+    def __post_init__(self) -> None:
+        if self.tracer not in (*TRACERS, "mixed"):
+            raise ValueError(f"unknown tracer {self.tracer!r}; choose FDG, PSMA or mixed")
+        LesionStyle(self.lesion_variety, self.lesion_contrast_range)
+
+    @classmethod
+    def wide(cls, **changes) -> PhantomConfig:
+        """The variety real scanners and lesions show: voxels of 2-5.5 mm, PSF 4-9 mm FWHM,
+        noise from low to high, and the wide lesion style with contrasts 1.15-15."""
+        settings = dict(
+            spacing_range_mm=(2.0, 5.5),
+            psf_fwhm_range_mm=(4.0, 9.0),
+            noise_cov_range=(0.06, 0.35),
+            lesion_variety="wide",
+            lesion_contrast_range=(1.15, 15.0),
+        )
+        settings.update(changes)
+        return cls(**settings)
+
+    def case_tracer(self, seed: int) -> str:
+        """The tracer of the case drawn with ``seed`` (its own stream: the rest of the case is
+        drawn as for a single-tracer data set)."""
+        if self.tracer != "mixed":
+            return self.tracer
+        return TRACERS[int(np.random.default_rng([int(seed), 7]).integers(len(TRACERS)))]
 
 
 @dataclass
@@ -65,10 +95,11 @@ def case_seed(seed: int, index: int) -> int:
 
 
 def generate_phantom(seed: int, config: PhantomConfig | None = None) -> Phantom:
-    """A whole-body FDG PET phantom, the same for the same ``seed`` and ``config``."""
+    """A whole-body PET phantom, the same for the same ``seed`` and ``config``."""
     config = config or PhantomConfig()
+    tracer = config.case_tracer(seed)
     rng = np.random.default_rng(seed)
-    plan = BodyPlan.sample(rng, config.arms_up_probability)
+    plan = BodyPlan.sample(rng, config.arms_up_probability, tracer)
     painter = AnatomyPainter(plan, rng, config.fine_spacing_mm)
     canvas = painter.paint()
     organ_labels = canvas.labels.copy()
@@ -79,7 +110,8 @@ def generate_phantom(seed: int, config: PhantomConfig | None = None) -> Phantom:
         plan.uptake,
         config.lesion_count_range,
         config.lesion_volume_range_ml,
-        config.lesion_suv_range,
+        _lesion_suv_range(config, tracer),
+        LesionStyle(config.lesion_variety, config.lesion_contrast_range),
     )
 
     acquisition = Acquisition.sample(
@@ -110,12 +142,13 @@ def generate_phantom(seed: int, config: PhantomConfig | None = None) -> Phantom:
             "source": "seganypet.synth",
             "generator_version": GENERATOR_VERSION,
             "seed": int(seed),
-            "tracer": "FDG",
+            "tracer": tracer,
         },
     )
     parameters = {
         "seed": int(seed),
         "generator_version": GENERATOR_VERSION,
+        "tracer": tracer,
         "height_mm": plan.height_mm,
         "lateral_scale": plan.lateral_scale,
         "ap_scale": plan.ap_scale,
@@ -127,3 +160,11 @@ def generate_phantom(seed: int, config: PhantomConfig | None = None) -> Phantom:
         "acquisition": acquisition.to_dict(),
     }
     return Phantom(image, labels, dict(LABEL_NAMES), lesion_infos, instances, parameters)
+
+
+def _lesion_suv_range(config: PhantomConfig, tracer: str) -> tuple[float, float]:
+    """The configured range; PSMA lesions may be hotter (up to the PSMA table's maximum)."""
+    low, high = config.lesion_suv_range
+    if tracer == "PSMA":
+        high = max(high, PSMA_SUV_RANGES["lesion"][1])
+    return (low, high)
