@@ -345,3 +345,57 @@ def test_the_wide_variety_draws_rims_lobes_infiltration_and_faint_lesions():
     ]
     assert {lesion.shape for lesion in standard} <= {"sphere", "ellipsoid", "irregular"}
     assert not any(lesion.hot_rim or lesion.site == "head_neck" for lesion in standard)
+
+
+def test_lesions_inserted_into_a_scan_add_uptake_only_where_labelled():
+    from seganypet.image import PetImage
+    from seganypet.synth.insert import INSERTED_LABELS, insert_lesions
+
+    rng = np.random.default_rng(0)
+    shape = (60, 60, 50)
+    values = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+    grid = np.indices(shape)
+    avoid = ((grid - np.array([30, 30, 25])[:, None, None, None]) ** 2).sum(0) <= 6**2
+    values[avoid] = 8.0  # a real tumour, held out
+    image = PetImage(values, np.diag([3.0, 3.0, 3.0, 1.0]))
+
+    case = insert_lesions(image, avoid, np.random.default_rng(5))
+    again = insert_lesions(image, avoid, np.random.default_rng(5))
+    np.testing.assert_array_equal(case.image.array, again.image.array)
+    assert case.lesions
+    assert ((case.labels == INSERTED_LABELS["ignore"]) == avoid).all()
+    lesion = case.labels == INSERTED_LABELS["lesion"]
+    assert ((case.instances > 0) == lesion).all()
+    for info in case.lesions:
+        voxels = case.instances == info.instance
+        assert voxels.sum() == info.voxels
+        if info.voxels >= 30 and not info.necrotic:  # big enough to keep its contrast
+            added = case.image.array[voxels].mean() - values[voxels].mean()
+            assert added > 0.3 * (info.suv_mean - 1.0), (info, added)
+    changed = np.abs(case.image.array - values) > 1e-6
+    near = ndimage.binary_dilation(lesion, iterations=8)  # the PSF's reach at 3 mm voxels
+    assert not (changed & ~near).any()
+    assert np.abs(case.image.array[avoid] - values[avoid]).max() < 1e-2
+    assert (case.image.array >= 0).all()
+
+
+def test_synth_inserts_lesions_into_the_real_whole_body_scan(tmp_path):
+    from seganypet.cli import main
+    from seganypet.datasets import discover_cases, find_objects
+    from seganypet.io import load_image
+    from seganypet.io.masks import load_mask
+
+    scan = shared_path("data", "sts001_wholebody_ge")
+    out = tmp_path / "inserted"
+    main(["synth", "-o", str(out), "--cases", "1", "--seed", "3", "--background",
+          str(scan / "image"), "--background-mask", str(scan / "mask" / "1-1.dcm"),
+          "--background-roi", "GTV_Mass", "--quiet"])  # fmt: skip
+    (source,) = discover_cases([str(out)])
+    image = load_image(source.image)
+    labels, names = load_mask(source.label, image)
+    real = load_image(scan / "image")
+    tumour = load_mask(scan / "mask" / "1-1.dcm", real, roi_names=["GTV_Mass"])[0] > 0
+    assert (labels == 2).sum() == tumour.sum()
+    assert image.content_digest() != real.content_digest()  # evaluate may score the real scan
+    objects, _ = find_objects(labels, {1: "lesion", 2: "ignore"}, image.voxel_volume_ml)
+    assert objects and all(obj.label == 1 for obj in objects)  # the held-out tumour never is

@@ -424,6 +424,24 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from seganypet.synth.phantom import PhantomConfig
 
     tracer = args.tracer.upper() if args.tracer != "mixed" else "mixed"
+    if args.background is not None:
+        from seganypet.synth.insert import write_inserted_dataset
+
+        if tracer == "mixed":
+            raise InputError("--background: name the real scan's tracer (fdg or psma), not mixed")
+        dataset_json = write_inserted_dataset(
+            args.output,
+            args.cases,
+            args.seed,
+            args.background,
+            avoid_mask=args.background_mask,
+            avoid_roi=args.background_roi,
+            tracer=tracer,
+            progress=not args.quiet,
+        )
+        print(f"wrote {args.cases} cases with lesions inserted into {args.background} to "
+              f"{args.output} ({dataset_json.name} lists the labels)")  # fmt: skip
+        return
     config = (
         PhantomConfig.wide(tracer=tracer)
         if args.variety == "wide"
@@ -624,6 +642,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="standard (default): 2-5 mm voxels, PSF 4-7 mm, spheres, ellipsoids and irregular "
         "lesions 1.8-10x their host; wide: 2-5.5 mm voxels, PSF 4-9 mm, more noise, lobulated and "
         "infiltrative lesions, necrosis in a hot rim, head-and-neck primaries, contrast 1.15-15x",
+    )
+    p.add_argument(
+        "--background",
+        metavar="IMAGE",
+        help="insert lesions (wide variety) into this real PET scan (NIfTI in SUV, or DICOM) "
+        "instead of drawing phantoms; each case is one copy with its own lesions",
+    )
+    p.add_argument(
+        "--background-mask",
+        metavar="MASK",
+        help="with --background: a region kept free of lesions and labelled ignore (a real "
+        "tumour): NIfTI label map, DICOM SEG or RTSTRUCT",
+    )
+    p.add_argument(
+        "--background-roi",
+        action="append",
+        metavar="NAME",
+        help="with an RTSTRUCT --background-mask: the ROI(s) to avoid (repeatable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -119,7 +119,12 @@ class PaintedLesion:
     mask: np.ndarray
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+def equivalent_radius_mm(volume_ml: float) -> float:
+    """The radius of a sphere of ``volume_ml``."""
+    return float((3.0 * volume_ml * 1000.0 / (4.0 * np.pi)) ** (1 / 3))
+
+
+def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
@@ -203,23 +208,25 @@ class LesionPlacer:
     def place(
         self, instance: int, site: Site, volume_ml: float, suv_range: tuple[float, float]
     ) -> PaintedLesion | None:
-        rng = self.rng
-        radius = (3.0 * volume_ml * 1000.0 / (4.0 * np.pi)) ** (1 / 3)
-        if self.style.wide:
-            kinds = ["sphere", "ellipsoid", "irregular", "lobulated", "infiltrative"]
-            kind = str(rng.choice(kinds, p=[0.15, 0.2, 0.3, 0.2, 0.15]))
-        else:
-            kind = str(rng.choice(["sphere", "ellipsoid", "irregular"], p=[0.3, 0.3, 0.4]))
+        radius = equivalent_radius_mm(volume_ml)
+        kind = self.choose_kind()
         for _ in range(6):
             center = self.choose_center(site.name, radius)
             if center is None or self.label_at(center) in (0, LESION_LABEL):
                 continue
-            painted = self._paint(instance, site.name, kind, center, volume_ml, radius, suv_range)
+            painted = self.paint_at(instance, site.name, kind, center, volume_ml, radius, suv_range)
             if painted is not None:
                 return painted
         return None
 
-    def _paint(
+    def choose_kind(self) -> str:
+        """A lesion shape kind, with the style's odds."""
+        if self.style.wide:
+            kinds = ["sphere", "ellipsoid", "irregular", "lobulated", "infiltrative"]
+            return str(self.rng.choice(kinds, p=[0.15, 0.2, 0.3, 0.2, 0.15]))
+        return str(self.rng.choice(["sphere", "ellipsoid", "irregular"], p=[0.3, 0.3, 0.4]))
+
+    def paint_at(
         self,
         instance: int,
         site: str,
@@ -260,10 +267,14 @@ class LesionPlacer:
         if not np.isfinite(threshold) or threshold > 1.6:
             return None
         mask = field <= threshold
+        if self.style.wide:  # rough fields can leave islands: a lesion is one piece
+            pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+            if count > 1:
+                mask = pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
 
         host = LABEL_NAMES.get(self.label_at(center), "other")
         host_suv = self.organ_suv.get(host, 1.0)
-        contrast = _log_uniform(rng, *self.style.contrast_range)
+        contrast = log_uniform(rng, *self.style.contrast_range)
         suv_mean = float(np.clip(max(host_suv, 1.2) * contrast, *suv_range))
         shell = field / threshold
         necrotic = volume_ml > 4.0 and rng.random() < 0.35
@@ -337,7 +348,7 @@ def place_lesions(
         site = sites[int(rng.choice(len(sites), p=weights / weights.sum()))]
         lo = max(site.volume_ml[0], volume_range_ml[0])
         hi = min(site.volume_ml[1], volume_range_ml[1], max(lo, MAX_TOTAL_VOLUME_ML - total))
-        volume = _log_uniform(rng, lo, hi)
+        volume = log_uniform(rng, lo, hi)
         painted = placer.place(len(lesions) + 1, site, volume, suv_range)
         if painted is not None:
             lesions.append(painted)
