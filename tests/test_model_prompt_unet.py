@@ -216,3 +216,69 @@ def test_training_steps_lower_the_loss_on_a_blob(tmp_path):
     assert isinstance(trainer.network, PromptUNet)
     before, after = fixed_batch_loss(trainer, steps=10)
     assert after < 0.8 * before, (before, after)
+
+
+def test_a_grown_relative_uptake_network_starts_as_the_network_it_grew_from(net):
+    from seganypet.model.prompt_unet import grown_network
+
+    grown = grown_network(net, "unet_small_rel")
+    assert grown.config.preset == "unet_small_rel"
+    x = normalise_crop(torch.rand(64, 64, 64) * 6.0, "suv_log")
+    points = torch.tensor([[[30.0, 31.0, 32.0], [10.0, 12.0, 40.0]]])
+    labels = torch.tensor([[1, 0]])
+    before, iou_before = net.decode(net.embed(x), points, labels)
+    after, iou_after = grown.decode(grown.embed(x), points, labels)
+    assert torch.allclose(before, after, atol=1e-5)
+    assert torch.allclose(iou_before, iou_after, atol=1e-5)
+    with pytest.raises(InputError, match="cannot grow"):
+        grown_network(grown, "unet_small_rel")
+
+
+def test_training_grows_a_unet_small_checkpoint_into_unet_small_rel(net, tmp_path):
+    from seganypet.train.loop import build_network as build_for_training
+
+    checkpoint = save_model(net, tmp_path / "small.safetensors")
+    config = from_dict(
+        {"init": str(checkpoint), "preset": "unet_small_rel", "out": str(tmp_path / "run")}
+    )
+    grown = build_for_training(config)
+    assert grown.config.preset == "unet_small_rel"
+    weight = grown.prompt_head.inp[0].weight
+    assert weight.shape[1] == net.prompt_head.inp[0].weight.shape[1] + 1
+    assert not weight[:, -1].any()
+
+
+def test_the_relative_uptake_channel_is_suv_over_the_peak_near_the_first_click():
+    network = PromptUNet("unet_small_rel")
+    suv = torch.full((64, 64, 64), 1.0)
+    suv[30:34, 30:34, 30:34] = 10.0  # a lesion at low-res cells 15-16
+    suv[2:6, 2:6, 2:6] = 40.0  # a hotter spot far from the click
+    embedding = network.embed(normalise_crop(suv, "suv_log"))
+    assert len(embedding) == 4 and embedding[3].shape == (1, 1, 32, 32, 32)
+    assert torch.allclose(embedding[3][0, 0, 15, 15, 15], torch.tensor(10.0), rtol=1e-4)
+    relative = network._relative_uptake(
+        embedding[3], torch.tensor([[[31.0, 31.0, 31.0]]]), torch.tensor([[1]]), None, 1
+    )
+    assert relative[0, 0, 15, 15, 15] == pytest.approx(1.0)
+    assert relative[0, 0, 25, 25, 25] == pytest.approx(0.1, rel=1e-3)
+    assert relative[0, 0, 1, 1, 1] == pytest.approx(2.0)  # clipped: hotter than the local peak
+    none = network._relative_uptake(embedding[3], None, None, None, 1)
+    assert not none.any()
+    boxed = network._relative_uptake(
+        embedding[3], None, None, torch.tensor([[[28.0, 28.0, 28.0], [35.0, 35.0, 35.0]]]), 1
+    )
+    assert torch.equal(boxed, relative)
+
+
+def test_a_relative_uptake_network_runs_a_session_and_round_trips(tmp_path):
+    network = PromptUNet("unet_small_rel")
+    path = save_model(network, tmp_path / "rel.safetensors")
+    loaded = load_model(path)
+    assert loaded.config.preset == "unet_small_rel"
+    image = np.full((40, 40, 30), 1.0, np.float32)
+    image[15:25, 15:25, 10:20] = 8.0
+    session = Session(loaded)
+    session.set_image(PetImage(image, np.diag([3.0, 3.0, 3.0, 1.0])))
+    assert session.add_point((20, 20, 15)).shape == image.shape
+    with pytest.raises(InputError, match="normalisation must be suv_log"):
+        PromptUNet(default_config("unet_small_rel", normalisation="none"))

@@ -91,7 +91,9 @@ class UNetSpec:
     the width of the low-resolution features the decoder reads); ``stem_channels``: width of
     the one convolution at full input resolution. ``head_channels``: widths of the per-click
     prompt U-Net at low_res, /2 and /4. ``click_sigma``: the click Gaussians' standard
-    deviation in low-resolution voxels.
+    deviation in low-resolution voxels. ``relative_uptake``: the prompt head also reads the
+    crop's SUV relative to the SUVmax within ``relative_radius_mm`` of the first positive
+    click, what the 41 %-of-SUVmax rule knows (:mod:`seganypet.model.prompt_unet`).
     """
 
     img_size: int = 64
@@ -103,11 +105,17 @@ class UNetSpec:
     iou_hidden: int = 32
     click_sigma: float = 1.5
     normalisation: str = "suv_log"
+    relative_uptake: bool = False
+    relative_radius_mm: float = 15.0
 
 
 UNET_PRESETS: dict[str, UNetSpec] = {
     "unet_small": UNetSpec(),
+    "unet_small_rel": UNetSpec(relative_uptake=True),
 }
+
+#: Presets that grow from another by adding input channels (zero weights: the same function).
+GROWN_FROM: dict[str, str] = {"unet_small_rel": "unet_small"}
 
 
 def preset_names() -> list[str]:
@@ -195,5 +203,10 @@ def check_unet_config(config: ModelConfig) -> UNetSpec:
         raise InputError(
             f"model config: sizes {config.input_size} / {config.low_res_size} do not match preset "
             f"{config.preset!r} ({spec.img_size}³ / {spec.low_res}³)"
+        )
+    if spec.relative_uptake and config.normalisation != "suv_log":
+        raise InputError(
+            f"model config: preset {config.preset!r} reads SUV back from its input, so its "
+            f"normalisation must be suv_log, not {config.normalisation!r}"
         )
     return spec

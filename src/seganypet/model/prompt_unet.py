@@ -19,7 +19,12 @@ the decoder's features at the low resolution (input/2, 32³) and at 1/4 and 1/8:
   label; padding points (label -1) are left out;
 - the box: 1 on the low-res cells that overlap the (inclusive) box, else 0 (no box: all 0);
   boxes are first-class, nothing is mapped;
-- the previous round's logits squashed as ``tanh(logits / 4)`` (zeros on a first round).
+- the previous round's logits squashed as ``tanh(logits / 4)`` (zeros on a first round);
+- with ``relative_uptake`` (preset ``unet_small_rel``): the crop's SUV (mean over each low-res
+  cell, from the ``suv_log`` input) divided by the highest cell within ``relative_radius_mm`` of
+  the first positive click (of the box's centre when there is no click), clipped to [0, 2]:
+  what the 41 %-of-SUVmax rule thresholds. The SUV at low resolution is the embedding's fourth
+  part, computed once per crop.
 
 They are concatenated with the cached low-res features and run through a small U-Net: low_res ->
 /2 -> /4 (adding the cached features of those levels) with depthwise-separable residual blocks at
@@ -47,8 +52,9 @@ from seganypet.model.config import ModelConfig
 from seganypet.model.network import PromptInputs
 from seganypet.model.presets import check_unet_config, default_config
 
-PROMPT_CHANNELS = 4  # positive clicks, negative clicks, box, previous mask
+PROMPT_CHANNELS = 4  # positive clicks, negative clicks, box, previous mask (+ relative uptake)
 MASK_SCALE = 4.0  # previous logits enter as tanh(logits / MASK_SCALE)
+RELATIVE_MAX = 2.0
 
 
 class Conv3d(nn.Conv3d):
@@ -167,12 +173,16 @@ class PromptHead(nn.Module):
     """The per-click U-Net at low_res -> /2 -> /4 and back (see the module docstring)."""
 
     def __init__(
-        self, feature_channels: tuple[int, int, int], head: tuple[int, int, int], iou_hidden: int
+        self,
+        feature_channels: tuple[int, int, int],
+        head: tuple[int, int, int],
+        iou_hidden: int,
+        prompt_channels: int = PROMPT_CHANNELS,
     ) -> None:
         super().__init__()
         f0, f1, f2 = feature_channels
         h0, h1, h2 = head
-        self.inp = nn.Sequential(Conv3d(f0 + PROMPT_CHANNELS, h0, 1, bias=False), _norm(h0), _act())
+        self.inp = nn.Sequential(Conv3d(f0 + prompt_channels, h0, 1, bias=False), _norm(h0), _act())
         self.block0 = SepBlock(h0)
         self.down1 = Conv3d(h0, h1, 2, stride=2, bias=False)
         self.skip1 = Conv3d(f1, h1, 1, bias=False)
@@ -187,7 +197,7 @@ class PromptHead(nn.Module):
         self.up_block1 = SepBlock(h1)
         self.reduce1 = Conv3d(h1, h0, 1)
         self.up_block0 = SepBlock(h0)
-        self.out = Conv3d(h0 + PROMPT_CHANNELS, 1, 1)
+        self.out = Conv3d(h0 + prompt_channels, 1, 1)
         self.iou = nn.Sequential(nn.Linear(h2, iou_hidden), nn.GELU(), nn.Linear(iou_hidden, 1))
 
     def forward(self, features, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,12 +256,17 @@ class PromptUNet(PromptInputs, nn.Module):
         channels = tuple(spec.encoder_channels)
         self.image_encoder = ImageUNet(spec.stem_channels, channels)
         self.prompt_head = PromptHead(
-            (channels[0], channels[1], channels[2]), tuple(spec.head_channels), spec.iou_hidden
+            (channels[0], channels[1], channels[2]),
+            tuple(spec.head_channels),
+            spec.iou_hidden,
+            PROMPT_CHANNELS + int(spec.relative_uptake),
         )
         self._feature_shapes = [
             (c, *(n // 2**level for n in config.low_res_size))
             for level, c in enumerate(channels[:3])
         ]
+        if spec.relative_uptake:
+            self._feature_shapes.append((1, *config.low_res_size))
         self.precision = "fp32"
         self.eval()
 
@@ -267,7 +282,11 @@ class PromptUNet(PromptInputs, nn.Module):
         """The image U-Net (with gradients if enabled); honours ``precision``."""
         with self._autocast():
             features = self.image_encoder(x)
-        return tuple(f.float() for f in features)
+        features = tuple(f.float() for f in features)
+        if self.spec.relative_uptake:
+            suv = torch.sign(x.float()) * torch.expm1(x.float().abs())  # undo suv_log
+            features += (F.adaptive_avg_pool3d(suv, self.config.low_res_size),)
+        return features
 
     def forward(self, image, points, labels, boxes=None, mask_logits=None):
         """Embed and decode in one differentiable call (for training)."""
@@ -299,10 +318,41 @@ class PromptUNet(PromptInputs, nn.Module):
             box = box_mask(box_t, low_res, scale).float()
         else:
             box = torch.zeros((batch, 1, *low_res), device=self.device)
-        prompts = torch.cat([clicks, box, torch.tanh(mask_in.float() / MASK_SCALE)], 1)
+        channels = [clicks, box, torch.tanh(mask_in.float() / MASK_SCALE)]
+        if self.spec.relative_uptake:
+            channels.append(self._relative_uptake(features[3], pts, labs, box_t, batch))
+        prompts = torch.cat(channels, 1)
         with torch.autocast(device_type=self.device.type, enabled=False):
-            logits, iou = self.prompt_head(tuple(f.float() for f in features), prompts)
+            logits, iou = self.prompt_head(tuple(f.float() for f in features[:3]), prompts)
         return logits, iou
+
+    def _relative_uptake(
+        self,
+        suv_low: torch.Tensor,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        batch: int,
+    ) -> torch.Tensor:
+        """SUV over the SUVmax near the first positive click (see the module), ``(B, 1, *low)``."""
+        low = torch.tensor(self.config.low_res_size, dtype=torch.float32, device=self.device)
+        scale = low / torch.tensor(self.config.input_size, dtype=torch.float32, device=self.device)
+        cell_mm = float(self.config.spacing_mm[0]) / float(scale[0])
+        reach = max(1, round(self.spec.relative_radius_mm / cell_mm))
+        out = torch.zeros((batch, 1, *self.config.low_res_size), device=self.device)
+        for item in range(batch):
+            anchor = _first_positive(points, labels, boxes, item)
+            if anchor is None:
+                continue
+            centre = ((anchor + 0.5) * scale - 0.5).round().long()
+            centre = torch.minimum(torch.clamp(centre, min=0), low.long() - 1)
+            lo = torch.clamp(centre - reach, min=0)
+            hi = torch.minimum(centre + reach + 1, low.long())
+            values = suv_low[item % suv_low.shape[0], 0]
+            peak = values[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].max()
+            if peak > 0:
+                out[item, 0] = torch.clamp(values / peak, 0.0, RELATIVE_MAX)
+        return out
 
     # ------------------------------------------------------------------------------ checks
 
@@ -318,4 +368,42 @@ class PromptUNet(PromptInputs, nn.Module):
         return tuple(embedding)
 
 
-__all__ = ["PromptUNet", "click_maps"]
+def grown_network(network: PromptUNet, preset: str) -> PromptUNet:
+    """``network`` as a ``preset`` network with more prompt channels (:data:`GROWN_FROM`): the
+    new channels' weights are zero, so it computes exactly what ``network`` did."""
+    from seganypet.model.presets import GROWN_FROM
+
+    if GROWN_FROM.get(preset) != network.config.preset:
+        raise InputError(f"a {network.config.preset!r} network cannot grow into preset {preset!r}")
+    grown = PromptUNet(network.config.replace(preset=preset))
+    state = network.state_dict()
+    target = grown.state_dict()
+    for key, value in state.items():
+        if target[key].shape == value.shape:
+            target[key] = value.clone()
+        else:  # the 1x1 convolutions that read the prompt channels: new channels last
+            widened = torch.zeros_like(target[key])
+            widened[:, : value.shape[1]] = value
+            target[key] = widened
+    grown.load_state_dict(target)
+    grown.precision = network.precision
+    return grown
+
+
+def _first_positive(
+    points: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    boxes: torch.Tensor | None,
+    item: int,
+) -> torch.Tensor | None:
+    """Crop voxel of item's first positive click, else its box's centre, else None."""
+    if points is not None and labels is not None:
+        positive = torch.nonzero(labels[item] == 1)
+        if len(positive):
+            return points[item, int(positive[0, 0])].float()
+    if boxes is not None:
+        return boxes[item].float().mean(0)
+    return None
+
+
+__all__ = ["PromptUNet", "click_maps", "grown_network"]

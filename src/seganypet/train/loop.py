@@ -64,7 +64,7 @@ from seganypet.model.checkpoint import BOX_KEYS, load_model, save_model
 from seganypet.model.config import ModelConfig
 from seganypet.model.network import SamMed3D
 from seganypet.model.network import build_network as build_model_network
-from seganypet.model.presets import default_config, preset_family
+from seganypet.model.presets import GROWN_FROM, default_config, preset_family
 from seganypet.model.runtime import available_cpus, configure_threads
 from seganypet.train.augment import Augmentation
 from seganypet.train.clicks import (
@@ -150,10 +150,15 @@ def build_network(config: TrainConfig) -> nn.Module:
             )
         return build_model_network(default_config(preset))
     network = load_model(config.init)
+    if GROWN_FROM.get(config.preset or "") == network.config.preset:
+        from seganypet.model.prompt_unet import grown_network
+
+        return grown_network(network, config.preset)  # type: ignore[arg-type]
     if config.preset is not None and config.preset != network.config.preset:
         raise InputError(
             f"--init {config.init} is a {network.config.preset!r} network but --preset is "
-            f"{config.preset!r}; leave --preset out when fine-tuning"
+            f"{config.preset!r}; leave --preset out when fine-tuning (it may only name a preset "
+            f"that grows from it: {', '.join(f'{a} from {b}' for a, b in GROWN_FROM.items())})"
         )
     if (
         config.box_embeddings
