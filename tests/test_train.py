@@ -690,3 +690,51 @@ def test_config_resolution_order(tmp_path):
     assert config.data == ("a", "b") and config.zoom_range == (0.8, 1.2)
     with pytest.raises(InputError, match="box_probability"):
         from_dict({"box_probability": 2})
+
+
+def test_hot_spot_corrections_click_the_hottest_error_voxel_with_its_sign():
+    from seganypet.train.clicks import corrective_click
+
+    target = np.zeros((12, 12, 12), bool)
+    target[3:8, 3:8, 3:8] = True
+    image = np.ones(target.shape, np.float32)
+    image[4, 4, 4] = 9.0  # inside the target: found, no error there
+    prediction = target.copy()
+    prediction[9:11, 9:11, 9:11] = True  # a leak with a hot spot
+    image[10, 9, 10] = 7.0
+    prediction[6:8, 6:8, 6:8] = False  # a miss, less hot
+    image[7, 7, 7] = 3.0
+    rng = np.random.default_rng(0)
+    click = corrective_click(prediction, target, rng, 1.0, image, hottest_probability=1.0)
+    assert click.voxel == (10.0, 9.0, 10.0) and not click.positive
+    prediction[9:11, 9:11, 9:11] = False
+    click = corrective_click(prediction, target, rng, 1.0, image, hottest_probability=1.0)
+    assert click.voxel == (7.0, 7.0, 7.0) and click.positive
+    assert corrective_click(target, target, rng, 1.0, image, hottest_probability=1.0) is None
+
+
+def test_the_monotone_penalty_adds_to_the_loss_only_when_a_round_gets_worse(tmp_path, blob_data):
+    from seganypet.train.objective import soft_dice_per_item
+
+    logits = torch.full((2, 1, 4, 4, 4), -4.0)
+    target = torch.zeros((2, 1, 4, 4, 4), dtype=torch.bool)
+    target[:, :, 1:3, 1:3, 1:3] = True
+    better = logits.clone()
+    better[target] = 4.0
+    assert (soft_dice_per_item(better, target) > soft_dice_per_item(logits, target)).all()
+
+    def first_step_loss(trainer: Trainer) -> tuple[float, dict]:
+        samples, plan = trainer.step_plan(0)
+        loss, stats = trainer.objective(*trainer._tensors(samples), plan)
+        return float(loss.detach()), stats
+
+    plain = Trainer(_config(tmp_path / "a", blob_data, val_every=0))
+    penalised = Trainer(_config(tmp_path / "b", blob_data, val_every=0, monotone_loss_weight=5.0))
+    penalised.network.load_state_dict(plain.network.state_dict())
+    loss_plain, stats = first_step_loss(plain)
+    loss_penalised, stats_penalised = first_step_loss(penalised)
+    assert 0.0 <= stats["rounds_lowering_dice"] <= 1.0
+    assert stats_penalised["rounds_lowering_dice"] == stats["rounds_lowering_dice"]
+    assert loss_penalised >= loss_plain - 1e-6
+    if stats["rounds_lowering_dice"] == 0:  # no crop fell by more than 1e-3 in any round
+        assert loss_penalised - loss_plain <= 5.0 * 1e-3 * 2

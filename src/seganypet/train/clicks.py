@@ -162,8 +162,21 @@ def corrective_click(
     target: np.ndarray,
     rng: np.random.Generator,
     error_centre_probability: float,
+    image: np.ndarray | None = None,
+    hottest_probability: float = 0.0,
 ):
-    """The next click from the current error: a :class:`~seganypet.prompts.Point` or None."""
+    """The next click from the current error: a :class:`~seganypet.prompts.Point` or None.
+
+    With ``hottest_probability`` (and the crop's ``image``) the click goes to the hottest voxel of
+    the error, as a reader clicks a hot leak away or the hottest part of what was missed; else
+    to the centre of the largest error (``error_centre_probability``) or a random error voxel.
+    """
+    if image is not None and hottest_probability > 0 and rng.random() < hottest_probability:
+        error = prediction != target
+        if not error.any():
+            return None
+        index = np.unravel_index(int(np.argmax(np.where(error, image, -np.inf))), error.shape)
+        return Point(tuple(float(i) for i in index), positive=bool(target[index]))
     if rng.random() < error_centre_probability:
         return click_at_error_centre(prediction, target)
     return next_click_at_random_error(prediction, target, rng)

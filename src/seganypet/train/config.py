@@ -57,7 +57,9 @@ class TrainConfig:
     box_jitter: float = 0.1  # box corners move by up to this share of the box extent
     first_click_hottest_probability: float = 0.0  # the target's hottest voxel, as a reader clicks
     first_click_interior_probability: float = 0.5  # of the rest; else a random target voxel
-    error_centre_probability: float = 0.5  # else a random error voxel (SAM-Med3D's user)
+    error_hottest_probability: float = 0.0  # corrective click at the error's hottest voxel
+    error_centre_probability: float = 0.5  # of the rest; else a random error voxel (SAM-Med3D)
+    monotone_loss_weight: float = 0.0  # penalises a round whose soft Dice falls below the last
 
     # ---------------------------------------------------------------------- targets and crops
     min_target_voxels: int = 10  # at the preset spacing (training only)
@@ -99,10 +101,12 @@ class TrainConfig:
         _check(self.warmup_steps >= 0, "warmup_steps must be >= 0")
         _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
         _check(self.grad_clip_norm > 0, "grad_clip_norm must be positive")
+        _check(self.monotone_loss_weight >= 0, "monotone_loss_weight must be >= 0")
         for name in (
             "box_probability",
             "first_click_hottest_probability",
             "first_click_interior_probability",
+            "error_hottest_probability",
             "error_centre_probability",
             "flip_probability",
             "geometric_probability",

@@ -12,7 +12,9 @@ The run folder
 - ``last.pt``: everything to continue exactly (below), every ``checkpoint_minutes`` and at the
   end; ``model.safetensors``: the network for inference (``load_model``), written with it;
 - ``log.csv``: per step ``step, loss, lr, seconds`` (wall time of the run, resumes included),
-  ``samples_per_s``, ``train_dice`` (last round), ``points`` and the CPCL statistics;
+  ``samples_per_s``, ``train_dice`` (last round), ``points``, ``rounds_lowering_dice`` (the
+  share of crops whose soft Dice fell after a corrective round) and the CPCL
+  statistics;
 - ``val.csv``: every ``val_every`` steps and at the end, the mean Dice on held-out crops after 1
   and after ``val_clicks`` simulated clicks (first click at the target's most interior voxel,
   then at the centre of the largest error: deterministic), through the network's inference
@@ -104,6 +106,7 @@ LOG_COLUMNS = (
     "samples_per_s",
     "train_dice",
     "points",
+    "rounds_lowering_dice",
     "cpcl_confident_fraction",
     "cpcl_changed_fraction",
 )

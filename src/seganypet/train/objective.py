@@ -8,7 +8,9 @@ target keep their voxels, and the loss sees the same mask the user will see.
 
 Loss per round and crop: binary cross-entropy (mean over voxels) + soft Dice (1 - Dice of the
 sigmoid probabilities), plus ``iou_loss_weight`` x the squared error of the IoU head against the
-round's true IoU (so that the head's score means something). The rounds are summed; the crops
+round's true IoU (so that the head's score means something), plus ``monotone_loss_weight`` x by
+how much the round's soft Dice fell below the round before (a corrective click must not make
+the mask worse; 0 turns it off). The rounds are summed; the crops
 are averaged, each multiplied by its weight (1, or ``cpcl_weight`` for low-quality labels under
 ``--cpcl``).
 
@@ -79,10 +81,15 @@ def dice_ce_per_item(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     logits = logits.float().flatten(1)
     target = target.float().flatten(1)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
-    probabilities = torch.sigmoid(logits)
+    return bce + (1 - soft_dice_per_item(logits, target))
+
+
+def soft_dice_per_item(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Soft Dice of the sigmoid probabilities per crop: ``(B,)``."""
+    probabilities = torch.sigmoid(logits.float().flatten(1))
+    target = target.float().flatten(1)
     overlap = (probabilities * target).sum(1)
-    dice = (2 * overlap + DICE_EPSILON) / (probabilities.sum(1) + target.sum(1) + DICE_EPSILON)
-    return bce + (1 - dice)
+    return (2 * overlap + DICE_EPSILON) / (probabilities.sum(1) + target.sum(1) + DICE_EPSILON)
 
 
 def hard_iou(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -214,26 +221,35 @@ class InteractiveObjective(nn.Module):
                 stats["cpcl_confident_fraction"] = rectified.confident_fraction
                 stats["cpcl_changed_fraction"] = rectified.changed_fraction
 
+        wants_values = (
+            config.first_click_hottest_probability > 0 or config.error_hottest_probability > 0
+        )
+        crop_values = images[:, 0].detach().float().cpu().numpy() if wants_values else None
         prompts = first_prompts(
             target_masks,
             plan.rngs,
             use_box=plan.use_box,
             interior_probability=config.first_click_interior_probability,
             box_jitter=config.box_jitter,
-            images=images[:, 0].detach().float().cpu().numpy()
-            if config.first_click_hottest_probability > 0
-            else None,
+            images=crop_values,
             hottest_probability=config.first_click_hottest_probability,
         )
 
         def next_click(prediction: np.ndarray, target: np.ndarray, item: int):
             return corrective_click(
-                prediction, target, plan.rngs[item], config.error_centre_probability
+                prediction,
+                target,
+                plan.rngs[item],
+                config.error_centre_probability,
+                None if crop_values is None else crop_values[item],
+                config.error_hottest_probability,
             )
 
         hard_targets = loss_targets > 0.5
         total = torch.zeros((), device=device)
         last = None
+        previous_dice: torch.Tensor | None = None
+        lowered = []
         for round_ in click_rounds(
             decode,
             embedding,
@@ -255,12 +271,20 @@ class InteractiveObjective(nn.Module):
                 true_iou = hard_iou(round_.logits > 0, hard_targets)
             iou_error = (round_.iou.float()[:, 0] - true_iou) ** 2
             per_crop = segmentation + config.iou_loss_weight * iou_error
+            dice = soft_dice_per_item(round_.logits, hard_targets)
+            if previous_dice is not None:
+                drop = torch.relu(previous_dice - dice)
+                per_crop = per_crop + config.monotone_loss_weight * drop
+                lowered.append(float((drop > 1e-3).float().mean()))
+            previous_dice = dice.detach()
             total = total + (per_crop * weights).mean()
             last = round_
         assert last is not None
         predictions = last.logits.detach().cpu().numpy()[:, 0] > 0
         stats["train_dice"] = float(dice_scores(predictions, target_masks).mean())
         stats["points"] = float(np.mean([len(p) for p in prompts.points]))
+        if lowered:
+            stats["rounds_lowering_dice"] = float(np.mean(lowered))
         return total, stats
 
 
