@@ -279,6 +279,28 @@ def test_a_hottest_first_click_seeds_the_model_and_the_baselines_alike(tmp_path)
     assert steps > 0
 
 
+def test_test_time_flips_average_mirror_images_of_a_symmetric_network_to_itself(tmp_path):
+    data = write_nnunet(tmp_path / "data", {"blobs": blob_case(4)}, {"liver": 1, "lesion": 2})
+
+    def evaluate(report: str, flips: bool) -> list[dict[str, str]]:
+        run_evaluation(
+            EvaluationSettings(
+                data=(str(data),),
+                report_dir=tmp_path / report,
+                clicks=2,
+                model="spy",
+                flips=flips,
+                progress=False,
+            ),  # fmt: skip
+            network=CropSpyNetwork(),
+        )
+        return read_rows(tmp_path / report)
+
+    plain, flipped = evaluate("plain", False), evaluate("flipped", True)
+    assert {r["method"] for r in flipped} == {"seganypet:spy+flips"}
+    assert [r["dice"] for r in flipped] == [r["dice"] for r in plain]  # balls mirror to balls
+
+
 def test_cases_the_model_trained_on_are_refused_or_scored_and_marked(tmp_path):
     from seganypet.io import load_image
 

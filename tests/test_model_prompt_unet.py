@@ -282,3 +282,32 @@ def test_a_relative_uptake_network_runs_a_session_and_round_trips(tmp_path):
     assert session.add_point((20, 20, 15)).shape == image.shape
     with pytest.raises(InputError, match="normalisation must be suv_log"):
         PromptUNet(default_config("unet_small_rel", normalisation="none"))
+
+
+def test_flip_averaging_makes_the_network_mirror_symmetric(net):
+    from seganypet.model.flips import FlipAveraged
+
+    averaged = FlipAveraged(net, ((), (0,)))
+    x = normalise_crop(torch.rand(64, 64, 64) * 6.0, "suv_log")
+    points = torch.tensor([[[30.0, 31.0, 32.0], [10.0, 12.0, 40.0]]])
+    labels = torch.tensor([[1, 0]])
+    box = torch.tensor([[[20.0, 22.0, 24.0], [40.0, 41.0, 42.0]]])
+    mirrored_points = points.clone()
+    mirrored_points[..., 0] = 63 - points[..., 0]
+    mirrored_box = torch.stack([63 - box[:, 1, 0], 63 - box[:, 0, 0]], 1)
+    mirrored_box = torch.cat(
+        [torch.stack([mirrored_box[:, 0], box[:, 0, 1], box[:, 0, 2]], 1)[:, None],
+         torch.stack([mirrored_box[:, 1], box[:, 1, 1], box[:, 1, 2]], 1)[:, None]], 1
+    )  # fmt: skip
+    logits, iou = averaged.decode(averaged.embed(x), points, labels, boxes=box)
+    flipped, flipped_iou = averaged.decode(
+        averaged.embed(torch.flip(x, [2])), mirrored_points, labels, boxes=mirrored_box
+    )
+    assert torch.allclose(torch.flip(flipped, [2]), logits, atol=1e-4)
+    assert torch.allclose(iou, flipped_iou, atol=1e-5)
+    plain, _ = net.decode(net.embed(x), points, labels, boxes=box)
+    assert not torch.allclose(plain, logits, atol=1e-3)  # a random network is not symmetric
+    again, _ = averaged.decode(averaged.embed(x), points, labels, boxes=box, mask_logits=logits)
+    assert again.shape == logits.shape
+    with pytest.raises(InputError, match="test-time flips"):
+        FlipAveraged(net, ((3,),))

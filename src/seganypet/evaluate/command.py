@@ -95,6 +95,12 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(default: 5; autoPET IV uses 10)",
     )
     parser.add_argument(
+        "--flips",
+        action="store_true",
+        help="test-time flips: average the model over the crop and its mirror images along "
+        "each axis (4x the work per crop and per click)",
+    )
+    parser.add_argument(
         "--first-click",
         choices=["interior", "hottest", "random"],
         default="interior",
@@ -187,6 +193,7 @@ def run_evaluate_command(args: argparse.Namespace) -> None:
         clicks=args.clicks,
         first_click=args.first_click,
         model=args.model,
+        flips=args.flips,
         baselines=args.baselines,
         baseline_seed=args.baseline_seed,
         seed=args.seed,
@@ -246,6 +253,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--data", str(data)]
     if args.model is not None:
         parts += ["--model", args.model]
+    if args.flips:
+        parts.append("--flips")
     parts += ["--protocol", args.protocol, "--clicks", str(args.clicks)]
     parts += ["--first-click", args.first_click]
     if args.baselines:

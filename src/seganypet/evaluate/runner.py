@@ -53,7 +53,7 @@ PER_STEP_FILE = "per_step.csv"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "dice_vs_clicks.png"
 RUN_FILE = "run.json"
-RUN_FORMAT = 2  # 2: first_click
+RUN_FORMAT = 3  # 2: first_click; 3: flips
 BASELINE_SEEDS = ("first-click", "suv-max")
 
 SessionFactory = Callable[[PromptableNetwork], Session]
@@ -69,6 +69,7 @@ class EvaluationSettings:
     clicks: int = DEFAULT_CLICKS
     first_click: str = "interior"
     model: str | None = None
+    flips: bool = False
     baselines: bool = False
     baseline_seed: str = "first-click"
     seed: int = 0
@@ -118,6 +119,7 @@ class EvaluationSettings:
             "protocol": self.protocol,
             "clicks": self.clicks,
             "first_click": self.first_click,
+            "flips": self.flips,
             "seed": self.seed,
             "baseline_seed": self.baseline_seed,
             "min_object_ml": self.min_object_ml,
@@ -143,15 +145,17 @@ class RunRecord:
     wall_seconds: float = 0.0
 
 
-def model_method_name(model: str) -> str:
-    """The method column of the model's rows: ``seganypet`` or ``seganypet:<checkpoint stem>``."""
+def model_method_name(model: str, flips: bool = False) -> str:
+    """The method column of the model's rows: ``seganypet`` or ``seganypet:<checkpoint stem>``,
+    with ``+flips`` under test-time flips."""
+    suffix_flips = "+flips" if flips else ""
     if model == "default":
-        return "seganypet"
+        return "seganypet" + suffix_flips
     name = Path(model).name
     for suffix in (".safetensors", ".pth", ".pt"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
-    return f"seganypet:{name}"
+    return f"seganypet:{name}{suffix_flips}"
 
 
 def run_evaluation(
@@ -172,9 +176,13 @@ def run_evaluation(
     sources = discover_cases(settings.data, settings.cases)
     model_method = None
     if settings.model is not None or network is not None:
-        model_method = model_method_name(settings.model or "default")
+        model_method = model_method_name(settings.model or "default", settings.flips)
         if network is None:
             network, record.model_load_seconds = _load_network(settings.model or "default")
+        if settings.flips:
+            from seganypet.model.flips import FlipAveraged
+
+            network = FlipAveraged(network)
     report_dir = Path(settings.report_dir)
     _prepare_report_dir(report_dir, settings)
     baseline_names = list(BASELINES) if settings.baselines else []
