@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from seganypet.errors import InputError
-from seganypet.model.checkpoint import load_model
+from seganypet.model.checkpoint import load_model, save_model
 from seganypet.model.network import SamMed3D
 from seganypet.model.presets import PRESETS, ArchSpec
 from seganypet.prompts import most_interior_voxel, next_click_at_error_centre
@@ -556,6 +556,28 @@ def test_a_trained_model_records_the_images_it_trained_on(tmp_path, blob_data):
         image = load_image(blob_data / "imagesTr" / f"{key.split('/')[-1]}_0000.nii.gz")
         assert (recorded.get(key) == image.content_digest()) == (key in recorded)
     assert len(set(recorded.values())) == len(recorded)
+
+    # Fine-tuning keeps the cases the initial weights learned from, and adds its own.
+    earlier = load_model(summary.run_dir / "model.safetensors")
+    earlier.config = earlier.config.replace(training_cases=(("elsewhere/x", "e" * 64),))
+    init = save_model(earlier, tmp_path / "init.safetensors")
+    tuned = train(
+        _config(
+            tmp_path / "tuned",
+            blob_data,
+            preset=None,
+            init=str(init),
+            steps=1,
+            val_every=0,
+            val_fraction=0,
+        )
+    )
+    inherited = load_model(tuned.run_dir / "model.safetensors").config.training_cases
+    assert inherited[0] == ("elsewhere/x", "e" * 64)
+    assert {digest for _, digest in inherited[1:]} == {
+        load_image(blob_data / "imagesTr" / f"case_{i:03d}_0000.nii.gz").content_digest()
+        for i in range(3)
+    }
 
 
 def test_lr_schedule_warms_up_then_decays():

@@ -324,6 +324,8 @@ class Trainer:
             self.network = build_network(config)
         self.network.to(self.device).train()
         self.model_config: ModelConfig = self.network.config
+        # Cases an --init checkpoint (or this run before a resume) was trained on stay recorded.
+        self.inherited_cases = self.network.config.training_cases
 
         self._prepare_data()
 
@@ -466,6 +468,13 @@ class Trainer:
                     stacklevel=2,
                 )
 
+    def _training_cases(self) -> tuple[tuple[str, str], ...]:
+        """Every image the weights have learned from: inherited ones first, one entry each."""
+        names = {digest: name for name, digest in self.inherited_cases}
+        for case in self.train_cases:
+            names.setdefault(case.image_sha256, case.source.key)
+        return tuple((name, digest) for digest, name in names.items())
+
     def save_checkpoint(self, elapsed: float) -> None:
         """``last.pt`` and ``model.safetensors`` (rank 0 only)."""
         if not self.processes.is_main:
@@ -473,7 +482,7 @@ class Trainer:
         names = sorted({c.source.dataset for c in self.train_cases})
         self.network.config = self.network.config.replace(
             description=f"seganypet train on {', '.join(names)}, step {self.step}",
-            training_cases=tuple((c.source.key, c.image_sha256) for c in self.train_cases),
+            training_cases=self._training_cases(),
         )
         state = {
             "format": CHECKPOINT_FORMAT,
