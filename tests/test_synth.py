@@ -399,3 +399,15 @@ def test_synth_inserts_lesions_into_the_real_whole_body_scan(tmp_path):
     assert image.content_digest() != real.content_digest()  # evaluate may score the real scan
     objects, _ = find_objects(labels, {1: "lesion", 2: "ignore"}, image.voxel_volume_ml)
     assert objects and all(obj.label == 1 for obj in objects)  # the held-out tumour never is
+
+
+def test_workers_generate_the_same_phantoms_side_by_side(tmp_path):
+    config = PhantomConfig(fine_spacing_mm=4.0, spacing_range_mm=(4.0, 5.0))
+    write_dataset(tmp_path / "one", 3, seed=8, config=config, progress=False)
+    write_dataset(tmp_path / "two", 3, seed=8, config=config, progress=False, workers=2)
+    for name in ("case_0000_0000", "case_0001_0000", "case_0002_0000"):
+        one = nib.load(tmp_path / "one" / "imagesTr" / f"{name}.nii.gz").get_fdata()
+        two = nib.load(tmp_path / "two" / "imagesTr" / f"{name}.nii.gz").get_fdata()
+        np.testing.assert_array_equal(one, two)
+    with pytest.raises(InputError, match="workers"):
+        write_dataset(tmp_path / "three", 1, seed=8, config=config, workers=0)

@@ -448,7 +448,12 @@ def cmd_synth(args: argparse.Namespace) -> None:
         else PhantomConfig(tracer=tracer)
     )
     dataset_json = write_dataset(
-        args.output, args.cases, seed=args.seed, config=config, progress=not args.quiet
+        args.output,
+        args.cases,
+        seed=args.seed,
+        config=config,
+        progress=not args.quiet,
+        workers=args.workers,
     )
     print(f"wrote {args.cases} phantoms to {args.output} ({dataset_json.name} lists the labels)")
 
@@ -642,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="standard (default): 2-5 mm voxels, PSF 4-7 mm, spheres, ellipsoids and irregular "
         "lesions 1.8-10x their host; wide: 2-5.5 mm voxels, PSF 4-9 mm, more noise, lobulated and "
         "infiltrative lesions, necrosis in a hot rim, head-and-neck primaries, contrast 1.15-15x",
+    )
+    p.add_argument(
+        "--workers",
+        type=whole_number_at_least(1),
+        default=1,
+        help="processes generating phantoms side by side (default 1; the phantoms are the same)",
     )
     p.add_argument(
         "--background",

@@ -112,6 +112,15 @@ class UNetSpec:
 UNET_PRESETS: dict[str, UNetSpec] = {
     "unet_small": UNetSpec(),
     "unet_small_rel": UNetSpec(relative_uptake=True),
+    # The GPU recipe's network (configs/gpu_large.yaml): twice the widths, the same crops, so a
+    # laptop CPU still runs it interactively.
+    "unet_medium_rel": UNetSpec(
+        stem_channels=24,
+        encoder_channels=(32, 64, 128, 192),
+        head_channels=(16, 32, 64),
+        iou_hidden=48,
+        relative_uptake=True,
+    ),
 }
 
 #: Presets that grow from another by adding input channels (zero weights: the same function).

@@ -166,10 +166,12 @@ def write_dataset(
     seed: int = 0,
     config: PhantomConfig | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> Path:
     """Generate ``cases`` phantoms into ``out_dir`` (nnU-Net v2 raw layout), skipping complete ones.
 
-    Returns the path of ``dataset.json``.
+    ``workers`` processes generate cases side by side (a case is the same whichever process
+    draws it). Returns the path of ``dataset.json``.
     """
     cases = _whole_number(cases, "the number of cases", minimum=1)
     seed = _whole_number(seed, "the seed", minimum=0)
@@ -181,9 +183,30 @@ def write_dataset(
     _check_compatible(out_dir, description)
     dataset_json = out_dir / "dataset.json"
     write_text_atomic(dataset_json, json.dumps(description, indent=1) + "\n")
-    for index in tqdm(range(cases), desc="synthetic cases", unit="case", disable=not progress):
-        if is_complete(out_dir, index):
-            continue
-        phantom = generate_phantom(case_seed(seed, index), config)
-        write_case(phantom, out_dir, index, seed)
+    workers = _whole_number(workers, "the number of workers", minimum=1)
+    missing = [index for index in range(cases) if not is_complete(out_dir, index)]
+    bar = tqdm(
+        total=cases, initial=cases - len(missing), desc="synthetic cases", unit="case",
+        disable=not progress,
+    )  # fmt: skip
+    with bar:
+        if workers == 1 or len(missing) < 2:
+            for index in missing:
+                _write_one(out_dir, index, seed, config)
+                bar.update(1)
+        else:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(max_workers=min(workers, len(missing))) as pool:
+                jobs = [pool.submit(_write_one, out_dir, i, seed, config) for i in missing]
+                for job in as_completed(jobs):
+                    job.result()
+                    bar.update(1)
     return dataset_json
+
+
+def _write_one(out_dir: Path, index: int, seed: int, config: PhantomConfig) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one case per process: the processes share the cores
+    write_case(generate_phantom(case_seed(seed, index), config), out_dir, index, seed)
