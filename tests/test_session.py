@@ -204,3 +204,51 @@ def test_a_small_object_is_segmented_again_at_a_finer_spacing():
     fine.set_image(image)
     fine.add_point(click)
     assert fine.current.zoom == 1.0
+
+
+class CountingThreshold(ThresholdNetwork):
+    """A threshold double that counts its embeddings (a crop per tile)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.embeds = 0
+
+    def embed(self, crop):
+        self.embeds += 1
+        return super().embed(crop)
+
+
+def test_a_small_object_network_takes_over_small_objects_at_its_own_spacing():
+    image, small, large = _blobs_image()
+    click = tuple(int(v) for v in np.argwhere(small).mean(0).round())
+    coarse = CountingThreshold(threshold=3.0, spacing_mm=3.0)
+    fine = CountingThreshold(threshold=3.0, input_size=48, spacing_mm=1.5)
+    session = Session(coarse, small_object_network=fine)
+    session.set_image(image)
+    mask = session.add_point(click)
+    obj = session.current
+    assert obj.fine and obj.zoom == 1.0 and fine.embeds >= 1
+    assert all(t.fine and t.size == 48 and np.allclose(t.step, 0.75) for t in obj.tiles)
+    assert _dice(mask, small) > 0.6
+    embeds = (coarse.embeds, fine.embeds)
+    session.add_point(click, positive=True)  # later prompts of the object stay with it
+    assert session.current.fine and coarse.embeds == embeds[0]
+    session.new_object("large")  # a large object stays with the main network
+    big = session.add_point(tuple(int(v) for v in np.argwhere(large).mean(0).round()))
+    assert not session.current.fine and _dice(big, large) > 0.8
+    session.undo()
+    session.select_object(0)
+    session.undo()
+    session.undo()
+    assert not session.current.fine and not session.mask.any()
+
+    # A small-object network that finds nothing leaves the main network's result.
+    blind = CountingThreshold(threshold=100.0, input_size=48, spacing_mm=1.5)
+    main = CountingThreshold(threshold=3.0, spacing_mm=3.0)
+    fallback = Session(main, small_object_network=blind)
+    fallback.set_image(image)
+    kept = fallback.add_point(click)
+    assert blind.embeds >= 1 and not fallback.current.fine
+    plain = Session(CountingThreshold(threshold=3.0, spacing_mm=3.0), zoom_small_objects=False)
+    plain.set_image(image)
+    np.testing.assert_array_equal(kept, plain.add_point(click))

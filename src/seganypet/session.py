@@ -17,6 +17,8 @@ under :data:`SMALL_OBJECT_ML`, the object is predicted again in a tile sampled a
 network's spacing (never finer than :data:`FINEST_ZOOM_SPACING_MM`), so that the network sees the
 lesion twice as large and its low-resolution logits describe it in twice the detail; every later
 prompt of that object uses that spacing. Networks already at 1.5 mm (``vit_b_ori``) never zoom.
+Given a ``small_object_network`` (a model trained at a fine spacing for small lesions), the
+session hands such an object to it instead, at that network's own spacing.
 """
 
 from __future__ import annotations
@@ -84,10 +86,12 @@ class Tile:
     low_res_logits: torch.Tensor | None = None
     seed_points: list[Point] = field(default_factory=list)
     decoded: bool = False  # low_res_logits came from the network, not from a mask prompt
+    fine: bool = False  # the session's small-object network predicts this tile
 
     @property
     def key(self) -> tuple[float, ...]:
-        return tuple(np.round(np.concatenate([self.origin, self.step]), 3).tolist())
+        values = np.concatenate([self.origin, self.step, [float(self.fine)]])
+        return tuple(np.round(values, 3).tolist())
 
     def to_crop(self, canonical_voxel: Sequence[float]) -> np.ndarray:
         return (np.asarray(canonical_voxel, float) - self.origin) / self.step
@@ -110,6 +114,7 @@ class SegmentedObject:
     prior: np.ndarray | None = None  # canonical mask given by add_mask
     logits: np.ndarray | None = None  # canonical blended logits
     zoom: float = 1.0  # tiles sample at the network's spacing / zoom (small objects: > 1)
+    fine: bool = False  # handed to the session's small-object network
 
     def snapshot(self) -> SegmentedObject:
         """A copy for the undo history. Logits the tiles can reproduce are left out to save
@@ -152,8 +157,10 @@ class Session:
         max_tiles: int = 12,
         embedding_cache_size: int = 16,
         zoom_small_objects: bool = True,
+        small_object_network: PromptableNetwork | None = None,
     ):
         self.network = network
+        self.small_object_network = small_object_network
         self.zoom_small_objects = zoom_small_objects
         self.max_tiles = max_tiles
         self.embedding_cache_size = embedding_cache_size
@@ -328,9 +335,14 @@ class Session:
     def _canonical(self, voxel: Sequence[float]) -> np.ndarray:
         return self._require_image().voxel_from_input(np.asarray(voxel, float))
 
-    def _step(self, zoom: float = 1.0) -> np.ndarray:
+    def _net(self, fine: bool) -> PromptableNetwork:
+        if fine and self.small_object_network is not None:
+            return self.small_object_network
+        return self.network
+
+    def _step(self, zoom: float = 1.0, fine: bool = False) -> np.ndarray:
         spacing = np.asarray(self._require_image().image.spacing)
-        return np.asarray(self.network.config.spacing_mm, float) / zoom / spacing
+        return np.asarray(self._net(fine).config.spacing_mm, float) / zoom / spacing
 
     def _small_object_zoom(self) -> float:
         """How much finer a small object's tiles sample (1: not at all)."""
@@ -344,17 +356,18 @@ class Session:
             return 0.0
         return float((obj.logits > 0).sum()) * self._require_image().image.voxel_volume_ml
 
-    def _tile_size(self) -> int:
-        sizes = set(self.network.config.input_size)
+    def _tile_size(self, fine: bool = False) -> int:
+        sizes = set(self._net(fine).config.input_size)
         if len(sizes) != 1:
             raise ValueError("the session drives networks with a cubic input only")
         return sizes.pop()
 
-    def _new_tile(self, centre: np.ndarray, step: np.ndarray) -> Tile:
-        size = self._tile_size()
-        return self._placed(np.asarray(centre, float) - (size // 2) * step, step, size)
+    def _new_tile(self, centre: np.ndarray, step: np.ndarray, fine: bool = False) -> Tile:
+        size = self._tile_size(fine)
+        origin = np.asarray(centre, float) - (size // 2) * step
+        return self._placed(origin, step, size, fine)
 
-    def _placed(self, origin: np.ndarray, step: np.ndarray, size: int) -> Tile:
+    def _placed(self, origin: np.ndarray, step: np.ndarray, size: int, fine: bool = False) -> Tile:
         """A tile at ``origin``, shifted to lie inside the image (centred where it is larger)."""
         shape = np.asarray(self._require_image().image.shape, float)
         extent = (size - 1) * step
@@ -362,7 +375,7 @@ class Session:
         fits = extent <= last
         inside = np.clip(origin, 0.0, np.where(fits, last - extent, 0.0))
         centred = (last - extent) / 2.0
-        return Tile(origin=np.where(fits, inside, centred), step=step, size=size)
+        return Tile(origin=np.where(fits, inside, centred), step=step, size=size, fine=fine)
 
     def _update(self, obj: SegmentedObject, prompt: Prompt) -> None:
         if isinstance(prompt, MaskPrompt):
@@ -371,15 +384,16 @@ class Session:
                 np.float32
             )
             centre = np.argwhere(obj.prior).mean(0)
-            obj.tiles = [self._new_tile(centre, self._step(obj.zoom))]
+            obj.tiles = [self._new_tile(centre, self._step(obj.zoom, obj.fine), obj.fine)]
             for tile in obj.tiles:
                 tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
             return
 
         anchor = self._canonical(prompt.center if isinstance(prompt, Box) else prompt.voxel)
-        targets = [t for t in obj.tiles if t.contains(anchor, margin=self._tile_size() / 8)]
+        margin = self._tile_size(obj.fine) / 8
+        targets = [t for t in obj.tiles if t.contains(anchor, margin=margin)]
         if not targets:
-            tile = self._new_tile(anchor, self._step(obj.zoom))
+            tile = self._new_tile(anchor, self._step(obj.zoom, obj.fine), obj.fine)
             if obj.logits is not None:
                 tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
             obj.tiles.append(tile)
@@ -393,19 +407,23 @@ class Session:
             self._zoom_into_small_object(obj, anchor)
 
     def _zoom_into_small_object(self, obj: SegmentedObject, anchor: np.ndarray) -> None:
-        """Predict a small object again at a finer spacing; keep the coarse result if that fails."""
-        zoom = self._small_object_zoom()
-        if zoom <= 1.0 or obj.logits is None or self._volume_ml(obj) >= SMALL_OBJECT_ML:
+        """Predict a small object again at a finer spacing (by the small-object network when
+        there is one, else by zooming this one); keep the coarse result if that fails."""
+        fine = self.small_object_network is not None and self.zoom_small_objects
+        zoom = 1.0 if fine else self._small_object_zoom()
+        if (zoom <= 1.0 and not fine) or obj.logits is None:
             return
-        coarse = (obj.tiles, obj.logits, obj.zoom)
-        obj.zoom = zoom
-        tile = self._new_tile(anchor, self._step(zoom))
+        if self._volume_ml(obj) >= SMALL_OBJECT_ML:
+            return
+        coarse = (obj.tiles, obj.logits, obj.zoom, obj.fine)
+        obj.zoom, obj.fine = zoom, fine
+        tile = self._new_tile(anchor, self._step(zoom, fine), fine)
         obj.tiles = [tile]
         self._predict(obj, tile)
         self._cover_whole_object(obj, tile)
         self._blend(obj)
         if obj.logits is None or not (obj.logits > 0).any():
-            obj.tiles, obj.logits, obj.zoom = coarse
+            obj.tiles, obj.logits, obj.zoom, obj.fine = coarse
 
     def _predict(self, obj: SegmentedObject, tile: Tile) -> None:
         """Run the network on one tile with every prompt of the object that falls inside it."""
@@ -428,12 +446,13 @@ class Session:
             labels.append(1 if seed.positive else 0)
         if not points and not boxes:
             return
+        network = self._net(tile.fine)
         embedding = self._embedding(tile)
         point_tensor = torch.tensor(np.asarray(points, np.float32).reshape(1, -1, 3))
         label_tensor = torch.tensor(np.asarray(labels, np.int64).reshape(1, -1))
         box_tensor = torch.tensor(np.asarray(boxes[-1:], np.float32)) if boxes else None
         with torch.inference_mode():
-            low_res, _ = self.network.decode(
+            low_res, _ = network.decode(
                 embedding,
                 point_tensor,
                 label_tensor,
@@ -450,7 +469,7 @@ class Session:
             return self._embeddings[key]
         crop = self._crop(tile)
         with torch.inference_mode():
-            embedding = self.network.embed(crop)
+            embedding = self._net(tile.fine).embed(crop)
         self._embeddings[key] = embedding
         while len(self._embeddings) > self.embedding_cache_size:
             self._embeddings.popitem(last=False)
@@ -462,7 +481,7 @@ class Session:
             for a in range(3)
         ]
         crop = sample_volume(self._volume, _grid(axes))
-        return normalise_crop(crop, self.network.config.normalisation)
+        return normalise_crop(crop, self._net(tile.fine).config.normalisation)
 
     def _tile_logits(self, tile: Tile) -> torch.Tensor:
         """The tile's logits at full crop resolution (as the reference upsamples them)."""
@@ -472,7 +491,7 @@ class Session:
         )[0, 0]
 
     def _low_res_from_canonical(self, tile: Tile, logits: np.ndarray) -> torch.Tensor:
-        low = self.network.config.low_res_size[0]
+        low = self._net(tile.fine).config.low_res_size[0]
         factor = tile.size / low
         axes = [
             torch.tensor(
@@ -522,7 +541,7 @@ class Session:
                 break
             centre_crop = (where.max(0) + where.min(0)) / 2.0
             centre = tile.origin + centre_crop * tile.step
-            moved = self._new_tile(centre, tile.step)
+            moved = self._new_tile(centre, tile.step, tile.fine)
             if np.allclose(moved.origin, tile.origin, atol=0.5):
                 break
             obj.tiles.remove(tile)
@@ -541,7 +560,9 @@ class Session:
                     break
                 shift = np.zeros(3)
                 shift[axis] = direction * (current.size // 2) * current.step[axis]
-                neighbour = self._placed(current.origin + shift, current.step, current.size)
+                neighbour = self._placed(
+                    current.origin + shift, current.step, current.size, current.fine
+                )
                 near = (current.size / 4) * current.step
                 if any(np.all(np.abs(t.origin - neighbour.origin) < near) for t in obj.tiles):
                     continue
