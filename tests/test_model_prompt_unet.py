@@ -311,3 +311,12 @@ def test_flip_averaging_makes_the_network_mirror_symmetric(net):
     assert again.shape == logits.shape
     with pytest.raises(InputError, match="test-time flips"):
         FlipAveraged(net, ((3,),))
+
+
+def test_unet_fine_starts_from_the_3mm_weights_at_half_the_spacing(net):
+    from seganypet.model.prompt_unet import grown_network
+
+    fine = grown_network(net, "unet_fine")
+    assert fine.config.spacing_mm == (1.5, 1.5, 1.5) and net.config.spacing_mm == (3.0, 3.0, 3.0)
+    for name, value in net.state_dict().items():
+        assert torch.equal(fine.state_dict()[name], value), name

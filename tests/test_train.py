@@ -760,3 +760,16 @@ def test_the_monotone_penalty_adds_to_the_loss_only_when_a_round_gets_worse(tmp_
     assert loss_penalised >= loss_plain - 1e-6
     if stats["rounds_lowering_dice"] == 0:  # no crop fell by more than 1e-3 in any round
         assert loss_penalised - loss_plain <= 5.0 * 1e-3 * 2
+
+
+def test_max_target_ml_keeps_only_small_targets(tmp_path, blob_data):
+    every = Trainer(_config(tmp_path / "a", blob_data, val_every=0, val_fraction=0))
+    volumes = sorted(ref.target.volume_ml for ref in every.train_set.targets)
+    limit = volumes[len(volumes) // 2]
+    small = Trainer(
+        _config(tmp_path / "b", blob_data, val_every=0, val_fraction=0, max_target_ml=limit)
+    )
+    assert len(small.train_set) == sum(v <= limit for v in volumes) < len(every.train_set)
+    assert all(ref.target.volume_ml <= limit for ref in small.train_set.targets)
+    with pytest.raises(InputError, match="max_target_ml"):
+        _config(tmp_path / "c", blob_data, max_target_ml=0.05)

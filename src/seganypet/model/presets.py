@@ -112,6 +112,9 @@ class UNetSpec:
 UNET_PRESETS: dict[str, UNetSpec] = {
     "unet_small": UNetSpec(),
     "unet_small_rel": UNetSpec(relative_uptake=True),
+    # The small-object companion: the same network on 64³ crops at 1.5 mm (9.6 cm a side), which
+    # the session hands objects of a few millilitres (Session(small_object_network=...)).
+    "unet_fine": UNetSpec(spacing_mm=1.5),
     # The GPU recipe's network (configs/gpu_large.yaml): twice the widths, the same crops, so a
     # laptop CPU still runs it interactively.
     "unet_medium_rel": UNetSpec(
@@ -123,8 +126,9 @@ UNET_PRESETS: dict[str, UNetSpec] = {
     ),
 }
 
-#: Presets that grow from another by adding input channels (zero weights: the same function).
-GROWN_FROM: dict[str, str] = {"unet_small_rel": "unet_small"}
+#: Presets that start from another's weights: with added input channels (zero weights, the same
+#: function) or at another spacing (the same weights, as the session's zoom uses them).
+GROWN_FROM: dict[str, str] = {"unet_small_rel": "unet_small", "unet_fine": "unet_small"}
 
 
 def preset_names() -> list[str]:

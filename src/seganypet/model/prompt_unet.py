@@ -369,13 +369,19 @@ class PromptUNet(PromptInputs, nn.Module):
 
 
 def grown_network(network: PromptUNet, preset: str) -> PromptUNet:
-    """``network`` as a ``preset`` network with more prompt channels (:data:`GROWN_FROM`): the
-    new channels' weights are zero, so it computes exactly what ``network`` did."""
+    """``network``'s weights in a ``preset`` network (:data:`GROWN_FROM`): new prompt channels
+    get zero weights, so on the same crop it computes exactly what ``network`` did; a preset at
+    another spacing takes the weights as they are."""
     from seganypet.model.presets import GROWN_FROM
 
     if GROWN_FROM.get(preset) != network.config.preset:
         raise InputError(f"a {network.config.preset!r} network cannot grow into preset {preset!r}")
-    grown = PromptUNet(network.config.replace(preset=preset))
+    from seganypet.model.presets import default_config
+
+    config = default_config(preset).replace(
+        description=network.config.description, training_cases=network.config.training_cases
+    )
+    grown = PromptUNet(config)
     state = network.state_dict()
     target = grown.state_dict()
     for key, value in state.items():

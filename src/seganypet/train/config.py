@@ -64,6 +64,7 @@ class TrainConfig:
     # ---------------------------------------------------------------------- targets and crops
     min_target_voxels: int = 10  # at the preset spacing (training only)
     min_target_ml: float = MIN_OBJECT_ML  # on the native grid (the shared object rule)
+    max_target_ml: float | None = None  # a small-object model trains on targets up to this
     lesion_keywords: tuple[str, ...] = LESION_KEYWORDS  # seganypet.datasets
     crop_offset_fraction: float = 0.25  # anchor moves up to this share of the crop off centre
 
@@ -127,6 +128,10 @@ class TrainConfig:
         _check(self.cpcl_weight >= 0, "cpcl_weight must be >= 0")
         _check(self.min_target_voxels >= 1, "min_target_voxels must be at least 1")
         _check(self.min_target_ml >= 0, "min_target_ml must be >= 0")
+        _check(
+            self.max_target_ml is None or self.max_target_ml > self.min_target_ml,
+            "max_target_ml must be above min_target_ml",
+        )
         for name in ("zoom_range", "intensity_scale_range"):
             lo, hi = getattr(self, name)
             _check(0 < lo <= hi, f"{name} must be two positive numbers, low first")

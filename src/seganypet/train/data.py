@@ -149,10 +149,14 @@ class Target:
         )
 
 
-def keep_target(target: Target, min_voxels: int, min_ml: float) -> bool:
+def keep_target(
+    target: Target, min_voxels: int, min_ml: float, max_ml: float | None = None
+) -> bool:
     """The tiny-target rule of the module docstring: the shared object rule on the native grid
-    (:func:`seganypet.datasets.keep_object`), plus training's voxel minimum at its spacing."""
-    return keep_object(target.volume_ml, min_ml) and target.voxels >= min_voxels
+    (:func:`seganypet.datasets.keep_object`), plus training's voxel minimum at its spacing; and,
+    for a small-object model, at most ``max_ml``."""
+    small_enough = max_ml is None or target.volume_ml <= max_ml
+    return keep_object(target.volume_ml, min_ml) and target.voxels >= min_voxels and small_enough
 
 
 def enumerate_targets(
@@ -541,6 +545,7 @@ class TargetCrops:
         crop_offset_fraction: float,
         augmentation: Augmentation | None = None,
         oversample: dict[str, int] | None = None,
+        max_target_ml: float | None = None,
     ) -> None:
         self.cases = list(cases)
         oversample = oversample or {}
@@ -551,11 +556,11 @@ class TargetCrops:
             TargetRef(index, target)
             for index, case in enumerate(self.cases)
             for target in case.targets
-            if keep_target(target, min_target_voxels, min_target_ml)
+            if keep_target(target, min_target_voxels, min_target_ml, max_target_ml)
             for _ in range(oversample.get(case.source.dataset, 1))
         ]
         self.skipped = sum(
-            not keep_target(target, min_target_voxels, min_target_ml)
+            not keep_target(target, min_target_voxels, min_target_ml, max_target_ml)
             for case in self.cases
             for target in case.targets
         )

@@ -412,6 +412,7 @@ class Trainer:
         crops = {
             "min_target_voxels": config.min_target_voxels,
             "min_target_ml": config.min_target_ml,
+            "max_target_ml": config.max_target_ml,
             "crop_offset_fraction": config.crop_offset_fraction,
         }
         self.train_set = TargetCrops(
@@ -435,7 +436,7 @@ class Trainer:
             return {
                 "cases": [c.source.key for c in cases],
                 "targets": len(crops),
-                "skipped_tiny_targets": crops.skipped,
+                "skipped_targets": crops.skipped,  # tiny, or above max_target_ml
             }
 
         split = {
