@@ -773,3 +773,14 @@ def test_max_target_ml_keeps_only_small_targets(tmp_path, blob_data):
     assert all(ref.target.volume_ml <= limit for ref in small.train_set.targets)
     with pytest.raises(InputError, match="max_target_ml"):
         _config(tmp_path / "c", blob_data, max_target_ml=0.05)
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_is_flagged(tmp_path, blob_data, monkeypatch):
+    from seganypet.model.runtime import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n") is True
+    assert cpu_has_native_bf16("flags\t\t: fpu sse2 avx2 fma\n") is False
+    assert cpu_has_native_bf16("processor : 0\n") is None
+    monkeypatch.setattr("seganypet.train.loop.cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        Trainer(_config(tmp_path, blob_data, precision="bf16", val_every=0))

@@ -1,4 +1,4 @@
-"""How many CPU threads torch should use here."""
+"""How many CPU threads torch should use here, and what the CPU computes natively."""
 
 from __future__ import annotations
 
@@ -38,3 +38,22 @@ def configure_threads(num_threads: int | None = None) -> int:
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
     return num_threads
+
+
+#: CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic; without them torch emulates it.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU computes bfloat16 natively (None where it cannot be told)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[-1].split())
+            return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+    return None

@@ -67,7 +67,7 @@ from seganypet.model.config import ModelConfig
 from seganypet.model.network import SamMed3D
 from seganypet.model.network import build_network as build_model_network
 from seganypet.model.presets import GROWN_FROM, default_config, preset_family
-from seganypet.model.runtime import available_cpus, configure_threads
+from seganypet.model.runtime import available_cpus, configure_threads, cpu_has_native_bf16
 from seganypet.train.augment import Augmentation
 from seganypet.train.clicks import (
     click_at_error_centre,
@@ -314,6 +314,17 @@ class Trainer:
             or max(1, available_cpus() // max(1, self.processes.local_world_size))
         )
         self._check_run_dir(resume)
+        if (
+            config.precision == "bf16"
+            and self.device.type == "cpu"
+            and cpu_has_native_bf16() is False
+            and self.processes.is_main
+        ):
+            warnings.warn(
+                "precision bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so "
+                "autocast emulates it, several times slower than fp32; --set precision=fp32",
+                stacklevel=2,
+            )
         checkpoint = read_checkpoint(self.run_dir / CHECKPOINT_FILE) if resume else None
 
         if checkpoint is not None:
