@@ -320,3 +320,15 @@ def test_unet_fine_starts_from_the_3mm_weights_at_half_the_spacing(net):
     assert fine.config.spacing_mm == (1.5, 1.5, 1.5) and net.config.spacing_mm == (3.0, 3.0, 3.0)
     for name, value in net.state_dict().items():
         assert torch.equal(fine.state_dict()[name], value), name
+
+
+def test_a_small_object_companion_is_found_beside_its_model(net, tmp_path):
+    from seganypet.model import load_small_object_model
+    from seganypet.model.prompt_unet import grown_network
+
+    main = save_model(net, tmp_path / "model.safetensors")
+    assert load_small_object_model(main) is None
+    save_model(grown_network(net, "unet_fine"), tmp_path / "model_small.safetensors")
+    companion = load_small_object_model(main)
+    assert companion is not None and companion.config.preset == "unet_fine"
+    assert load_small_object_model(tmp_path / "model_small.safetensors") is None

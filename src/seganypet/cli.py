@@ -348,7 +348,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
     import numpy as np
 
     from seganypet.io.masks import save_mask
-    from seganypet.model import configure_threads, load_model
+    from seganypet.model import configure_threads, load_model, load_small_object_model
     from seganypet.prompts import Box
     from seganypet.session import Session
 
@@ -374,7 +374,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
         if encoder is None or not hasattr(encoder, "attention_mode"):
             raise InputError("--reference-order applies to SAM-Med3D (vit) models only")
         encoder.attention_mode = "padded"
-    session = Session(network)
+    session = Session(network, small_object_network=load_small_object_model(args.model))
     session.set_image(image)
 
     def to_voxel(values: Sequence[float]) -> np.ndarray:

@@ -98,9 +98,14 @@ def sts001_case(shared_data: Path) -> DemoCase:
     return DemoCase("sts001", "STS_001, real FDG PET (TCIA, CC BY 3.0)", image, objects)
 
 
-def segment_case(network: PromptableNetwork, case: DemoCase, clicks: int) -> None:
+def segment_case(
+    network: PromptableNetwork,
+    case: DemoCase,
+    clicks: int,
+    small_object_network: PromptableNetwork | None = None,
+) -> None:
     """Segment every object of ``case`` with up to ``clicks`` simulated clicks each."""
-    session = Session(network)
+    session = Session(network, small_object_network=small_object_network)
     session.set_image(case.image)
     for index, obj in enumerate(case.objects):
         if index:
@@ -271,7 +276,7 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> list[DemoCase]:
     """Run the demo cases and write their files to ``out_dir``; ``log`` gets the summary lines."""
-    from seganypet.model.checkpoint import load_model
+    from seganypet.model.checkpoint import load_model, load_small_object_model
     from seganypet.model.runtime import configure_threads
 
     if clicks < 1:
@@ -281,6 +286,7 @@ def run_demo(
     configure_threads(None)
     started = time.perf_counter()
     network = load_model(model)
+    small_object_network = load_small_object_model(model)
     log(f"model: {network.config.description or model}")
     cases = [phantom_case(seed)]
     shared = shared_data_dir()
@@ -289,7 +295,7 @@ def run_demo(
     elif real:
         log("real data: ../shared/data not found, so only the synthetic phantom is run")
     for case in cases:
-        segment_case(network, case, clicks)
+        segment_case(network, case, clicks, small_object_network)
         write_case(case, out_dir)
         log(_summary(case))
     log(f"wrote {out_dir} in {time.perf_counter() - started:.1f} s")

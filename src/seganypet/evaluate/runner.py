@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,9 @@ def run_evaluation(
         model_method = model_method_name(settings.model or "default", settings.flips)
         if network is None:
             network, record.model_load_seconds = _load_network(settings.model or "default")
+            small = _load_small_object_network(settings.model or "default")
+            if small is not None and session_factory is Session:
+                session_factory = partial(Session, small_object_network=small)
         if settings.flips:
             from seganypet.model.flips import FlipAveraged
 
@@ -414,6 +418,12 @@ def _load_network(model: str) -> tuple[PromptableNetwork, float]:
     start = time.perf_counter()
     network = load_model(model)
     return network, time.perf_counter() - start
+
+
+def _load_small_object_network(model: str) -> PromptableNetwork | None:
+    from seganypet.model import load_small_object_model
+
+    return load_small_object_model(model)
 
 
 def _prepare_report_dir(report_dir: Path, settings: EvaluationSettings) -> None:

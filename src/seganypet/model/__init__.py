@@ -13,6 +13,7 @@ from seganypet.model.checkpoint import (
     convert_checkpoint,
     describe,
     load_model,
+    load_small_object_model,
     read_config,
     save_model,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "default_config",
     "describe",
     "load_model",
+    "load_small_object_model",
     "normalise_crop",
     "read_config",
     "save_model",

@@ -104,6 +104,28 @@ def load_model(
     return model.to(device).eval()
 
 
+#: A model's small-object companion lies beside it, named ``<stem>_small.safetensors``.
+COMPANION_SUFFIX = "_small"
+
+
+def load_small_object_model(
+    path_or_name: str | os.PathLike = "default",
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+) -> PromptableNetwork | None:
+    """The small-object companion of a model (see :class:`~seganypet.session.Session`), or None.
+
+    It is the ``<stem>_small.safetensors`` beside a checkpoint (for the bundled ``default``:
+    ``default_small``), a network trained at a fine spacing for objects of a few millilitres.
+    """
+    path = _resolve(path_or_name)
+    companion = path.with_name(f"{path.stem}{COMPANION_SUFFIX}.safetensors")
+    if path.stem.endswith(COMPANION_SUFFIX) or not companion.is_file():
+        return None
+    return load_model(companion, device=device, precision=precision)
+
+
 def save_model(model: SamMed3D | PromptableNetwork, path: str | os.PathLike) -> Path:
     """Write ``model`` in our format: safetensors with the config in the metadata."""
     from safetensors.torch import save_file

@@ -226,9 +226,11 @@ def create_app(
     work = Path(work_dir) if work_dir is not None else default_work_dir(data_root)
     work = work.resolve()
     (work / "journals").mkdir(parents=True, exist_ok=True)
+    small_object_network = None
     if not hasattr(model, "decode"):
-        from seganypet.model import load_model
+        from seganypet.model import load_model, load_small_object_model
 
+        small_object_network = load_small_object_model(model)
         model = load_model(model)
     network = model
     lock = threading.RLock()
@@ -384,7 +386,7 @@ def create_app(
             if key in states:
                 return states[key]
             image = load_image(image_path)
-            session = Session(network)
+            session = Session(network, small_object_network=small_object_network)
             session.set_image(image)
             journal = Journal(work / "journals" / f"{_session_id(key)}.jsonl")
             header = {
