@@ -140,8 +140,9 @@ def _build(model: str | Path | PromptableNetwork, seed: int) -> PromptableNetwor
     import torch
 
     from seganypet.model.checkpoint import load_model
-    from seganypet.model.network import PromptableNetwork, build_network
+    from seganypet.model.network import PromptableNetwork
     from seganypet.model.presets import preset_names
+    from seganypet.model.registry import build_network
 
     if isinstance(model, PromptableNetwork) and not isinstance(model, (str, Path)):
         return model

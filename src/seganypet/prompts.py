@@ -151,6 +151,15 @@ def most_interior_voxel(
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(distance)), mask.shape))  # type: ignore[return-value]
 
 
+def hottest_voxel(values: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
+    """The voxel of ``mask`` with the highest value (the first in scan order on ties): where a
+    PET reader clicks."""
+    if not mask.any():
+        raise ValueError("cannot place a click in an empty mask")
+    index = np.argmax(np.where(mask, values, -np.inf))
+    return tuple(int(i) for i in np.unravel_index(int(index), mask.shape))  # type: ignore[return-value]
+
+
 def largest_error_region(
     prediction: np.ndarray, truth: np.ndarray
 ) -> tuple[np.ndarray, bool] | None:

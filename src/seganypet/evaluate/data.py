@@ -59,9 +59,9 @@ class LoadedCase:
         mask = self.lesion_mask & np.isin(self.labels, self.selected_labels)
         if not mask.any():
             return None
+        where = np.argwhere(mask)
         box = tuple(
-            slice(int(lo), int(hi) + 1)
-            for lo, hi in zip(np.argwhere(mask).min(0), np.argwhere(mask).max(0), strict=True)
+            slice(int(lo), int(hi) + 1) for lo, hi in zip(where.min(0), where.max(0), strict=True)
         )
         values = sorted({int(v) for v in np.unique(self.labels[mask])})
         voxels = int(mask.sum())

@@ -51,6 +51,7 @@ from seganypet.prompts import (
     Box,
     Point,
     bounding_box,
+    hottest_voxel,
     most_interior_voxel,
     next_click_at_error_centre,
     next_click_at_random_error,
@@ -106,10 +107,17 @@ def object_rng(seed: int, case: str, object_name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(f"{case}/{object_name}".encode())])
 
 
-def hottest_voxel(suv: np.ndarray, truth: np.ndarray) -> Voxel:
-    """The object's voxel of highest SUV (the first in scan order on ties)."""
-    index = np.argmax(np.where(truth, suv, -np.inf))
-    return _ints(np.unravel_index(int(index), truth.shape))
+def check_first_click(first_click: str, protocol: str) -> None:
+    """Refuse an unknown ``--first-click`` rule, or one the protocol does not take."""
+    if first_click not in FIRST_CLICKS:
+        raise InputError(
+            f"unknown first click {first_click!r}; choose one of {', '.join(FIRST_CLICKS)}"
+        )
+    if first_click != "interior" and protocol not in FIRST_CLICK_PROTOCOLS:
+        raise InputError(
+            f"--first-click {first_click} applies to the protocols "
+            f"{' and '.join(FIRST_CLICK_PROTOCOLS)}; {protocol} places its own first click"
+        )
 
 
 def first_click_voxel(
@@ -120,18 +128,17 @@ def first_click_voxel(
     rng: np.random.Generator | None = None,
 ) -> Voxel:
     """Where a ``--first-click`` rule (:data:`FIRST_CLICKS`) clicks the object first."""
+    check_first_click(rule, FIRST_CLICK_PROTOCOLS[0])
     if rule == "interior":
         return most_interior_voxel(truth, spacing)  # type: ignore[return-value]
     if rule == "hottest":
         if suv is None:
             raise ValueError("the hottest first click needs the SUV image")
         return hottest_voxel(suv, truth)
-    if rule == "random":
-        if rng is None:
-            raise ValueError("the random first click needs a random stream")
-        voxels = np.argwhere(truth)
-        return _ints(voxels[rng.integers(len(voxels))])
-    raise InputError(f"unknown first click {rule!r}; choose one of {', '.join(FIRST_CLICKS)}")
+    if rng is None:  # random
+        raise ValueError("the random first click needs a random stream")
+    voxels = np.argwhere(truth)
+    return _ints(voxels[rng.integers(len(voxels))])
 
 
 class SimulatedUser:
@@ -242,11 +249,7 @@ def make_user(
     ``suv`` is needed by ``autopet`` and by the ``hottest`` first click; ``first_click`` (one of
     :data:`FIRST_CLICKS`) applies to the :data:`FIRST_CLICK_PROTOCOLS`.
     """
-    if first_click != "interior" and protocol not in FIRST_CLICK_PROTOCOLS:
-        raise InputError(
-            f"--first-click {first_click} applies to the protocols "
-            f"{' and '.join(FIRST_CLICK_PROTOCOLS)}; {protocol} places its own first click"
-        )
+    check_first_click(first_click, protocol)
     if protocol in FIRST_CLICK_PROTOCOLS:
         seed = first_click_voxel(first_click, truth, spacing, suv, rng)
         user_class = ErrorCentreUser if protocol == "clicks" else BoxThenClicksUser

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from seganypet.baselines import BASELINES
 from seganypet.datasets import LESION_KEYWORDS
 from seganypet.evaluate.metrics import normalised_auc
-from seganypet.evaluate.protocols import AUTOPET_HOT_PERCENTILE
+from seganypet.evaluate.protocols import AUTOPET_HOT_PERCENTILE, FIRST_CLICK_PROTOCOLS
 from seganypet.evaluate.table import StepRow
 
 if TYPE_CHECKING:
@@ -76,7 +77,6 @@ def build_summary(
 ) -> dict[str, Any]:
     """The summary of a run (see the module)."""
     from seganypet import __version__
-    from seganypet.evaluate.runner import settings_dict
 
     selected = {(case, name) for case, names in record.objects_by_case.items() for name in names}
     rows = [row for row in rows if (row.case, row.object) in selected]
@@ -104,7 +104,7 @@ def build_summary(
         "clicks": settings.clicks,
         "first_click": settings.first_click,
         "first_click_rule": FIRST_CLICK_RULES[settings.first_click]
-        if settings.protocol in ("clicks", "box-clicks")
+        if settings.protocol in FIRST_CLICK_PROTOCOLS
         else "set by the protocol",
         "seed": settings.seed,
         "model": _model_description(settings.model, model_method, network),
@@ -135,6 +135,15 @@ def build_summary(
         },
     }
     return _json_safe(summary)
+
+
+def settings_dict(settings: EvaluationSettings) -> dict[str, Any]:
+    """The run's settings as plain JSON values (the command line is recorded apart)."""
+    out = asdict(settings)
+    out["report_dir"] = str(settings.report_dir)
+    out["data"] = [str(d) for d in settings.data]
+    out.pop("command")
+    return out
 
 
 def _method_order(by_method: dict[str, list[StepRow]], model_method: str | None) -> list[str]:

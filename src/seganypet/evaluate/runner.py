@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -34,10 +34,9 @@ from seganypet.evaluate.data import LoadedCase, load_case
 from seganypet.evaluate.metrics import NSD_TOLERANCE_MM, step_metrics
 from seganypet.evaluate.protocols import (
     AUTOPET_OBJECT,
-    FIRST_CLICKS,
     PROTOCOLS,
     SimulatedUser,
-    hottest_voxel,
+    check_first_click,
     make_user,
     object_rng,
 )
@@ -45,7 +44,7 @@ from seganypet.evaluate.table import StepRow, StepTable
 from seganypet.image import PetImage
 from seganypet.io.atomic import write_text_atomic
 from seganypet.model.network import PromptableNetwork
-from seganypet.prompts import Box, Point
+from seganypet.prompts import Box, Point, hottest_voxel
 from seganypet.session import Session
 
 BASELINE_STEPS = 1
@@ -90,15 +89,7 @@ class EvaluationSettings:
             )
         if self.clicks < 1:
             raise InputError(f"--clicks must be at least 1, got {self.clicks}")
-        if self.first_click not in FIRST_CLICKS:
-            raise InputError(
-                f"unknown first click {self.first_click!r}; choose one of {', '.join(FIRST_CLICKS)}"
-            )
-        if self.first_click != "interior" and self.protocol not in ("clicks", "box-clicks"):
-            raise InputError(
-                f"--first-click {self.first_click} applies to the protocols clicks and "
-                f"box-clicks; {self.protocol} places its own first click"
-            )
+        check_first_click(self.first_click, self.protocol)
         if self.model is None and not self.baselines:
             raise InputError(
                 "nothing to evaluate: give --model (default or a checkpoint) and/or --baselines"
@@ -187,6 +178,8 @@ def run_evaluation(
             from seganypet.model.flips import FlipAveraged
 
             network = FlipAveraged(network)
+    trained_on = _training_digests(network) if model_method is not None else {}
+    record.training_cases_known = bool(trained_on)
     report_dir = Path(settings.report_dir)
     _prepare_report_dir(report_dir, settings)
     baseline_names = list(BASELINES) if settings.baselines else []
@@ -211,8 +204,8 @@ def run_evaluation(
                 min_object_ml=settings.min_object_ml,
                 find_liver=settings.baselines,
             )
-            if network is not None and model_method is not None:
-                _check_not_trained_on(case, network, settings, record)
+            if trained_on:
+                _check_not_trained_on(case, trained_on, settings, record)
             record.cases.append(source.name)
             objects = _objects_to_score(case, settings.protocol)
             record.objects_by_case[source.name] = [obj.name for obj in objects]
@@ -249,12 +242,10 @@ def _objects_to_score(case: LoadedCase, protocol: str) -> list[PromptObject]:
 
 
 def _check_not_trained_on(
-    case: LoadedCase, network: PromptableNetwork, settings: EvaluationSettings, record: RunRecord
+    case: LoadedCase, trained_on: dict[str, str], settings: EvaluationSettings, record: RunRecord
 ) -> None:
     """Refuse a case the model was trained on, unless asked to score it (then it is marked)."""
-    trained = dict((digest, name) for name, digest in _training_cases(network))
-    record.training_cases_known = bool(trained)
-    as_trained = trained.get(case.image.content_digest())
+    as_trained = trained_on.get(case.image.content_digest())
     if as_trained is None:
         return
     if not settings.include_training_cases:
@@ -266,9 +257,10 @@ def _check_not_trained_on(
     record.training_cases_scored[case.source.name] = as_trained
 
 
-def _training_cases(network: PromptableNetwork) -> tuple[tuple[str, str], ...]:
+def _training_digests(network: PromptableNetwork | None) -> dict[str, str]:
+    """The image digests the model records as trained on, with the case name of each."""
     config = getattr(network, "config", None)
-    return tuple(getattr(config, "training_cases", ()) or ())
+    return {digest: name for name, digest in getattr(config, "training_cases", ()) or ()}
 
 
 def _methods_for_case(
@@ -458,14 +450,6 @@ def _prepare_report_dir(report_dir: Path, settings: EvaluationSettings) -> None:
             "unknown; write to another folder"
         )
     write_text_atomic(run_file, json.dumps(meaning, indent=2) + "\n")
-
-
-def settings_dict(settings: EvaluationSettings) -> dict[str, Any]:
-    out = asdict(settings)
-    out["report_dir"] = str(settings.report_dir)
-    out["data"] = [str(d) for d in settings.data]
-    out.pop("command")
-    return out
 
 
 def _now() -> str:

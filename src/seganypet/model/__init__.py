@@ -18,9 +18,10 @@ from seganypet.model.checkpoint import (
     save_model,
 )
 from seganypet.model.config import NORMALISATIONS, ModelConfig, normalise_crop
-from seganypet.model.network import PromptableNetwork, SamMed3D, build_network
+from seganypet.model.network import PromptableNetwork, SamMed3D
 from seganypet.model.presets import PRESETS, UNET_PRESETS, ArchSpec, UNetSpec, default_config
 from seganypet.model.prompt_unet import PromptUNet
+from seganypet.model.registry import build_network
 from seganypet.model.runtime import configure_threads
 
 __all__ = [

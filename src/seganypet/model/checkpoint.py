@@ -41,8 +41,9 @@ import torch
 from seganypet.errors import InputError
 from seganypet.io.atomic import atomic_path
 from seganypet.model.config import ModelConfig
-from seganypet.model.network import PromptableNetwork, SamMed3D, build_network
+from seganypet.model.network import PromptableNetwork, SamMed3D
 from seganypet.model.presets import PRESETS, default_config
+from seganypet.model.registry import build_network
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT_NAME = "seganypet.model"

@@ -329,18 +329,3 @@ class SamMed3D(PromptInputs, nn.Module):
             )
             raise InputError(f"not an embedding of this network: {shape}; use its embed() output")
         return embedding
-
-
-def build_network(config: ModelConfig | str) -> nn.Module:
-    """A fresh network (random weights) for a config or preset name, whatever its family.
-
-    The one place that maps a :class:`ModelConfig` to a network class; ``load_model``, the
-    trainer and ``bench`` all build through it.
-    """
-    if isinstance(config, str):
-        config = default_config(config)
-    if config.family == "prompt_unet":
-        from seganypet.model.prompt_unet import PromptUNet
-
-        return PromptUNet(config)
-    return SamMed3D(config)

@@ -50,7 +50,7 @@ from seganypet.errors import InputError
 from seganypet.model.boxes import box_mask
 from seganypet.model.config import ModelConfig
 from seganypet.model.network import PromptInputs
-from seganypet.model.presets import check_unet_config, default_config
+from seganypet.model.presets import GROWN_FROM, check_unet_config, default_config
 
 PROMPT_CHANNELS = 4  # positive clicks, negative clicks, box, previous mask (+ relative uptake)
 MASK_SCALE = 4.0  # previous logits enter as tanh(logits / MASK_SCALE)
@@ -372,12 +372,8 @@ def grown_network(network: PromptUNet, preset: str) -> PromptUNet:
     """``network``'s weights in a ``preset`` network (:data:`GROWN_FROM`): new prompt channels
     get zero weights, so on the same crop it computes exactly what ``network`` did; a preset at
     another spacing takes the weights as they are."""
-    from seganypet.model.presets import GROWN_FROM
-
     if GROWN_FROM.get(preset) != network.config.preset:
         raise InputError(f"a {network.config.preset!r} network cannot grow into preset {preset!r}")
-    from seganypet.model.presets import default_config
-
     config = default_config(preset).replace(
         description=network.config.description, training_cases=network.config.training_cases
     )

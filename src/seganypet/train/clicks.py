@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from seganypet.prompts import (
     Point,
     bounding_box,
+    hottest_voxel,
     largest_error_region,
     most_interior_voxel,
     next_click_at_random_error,
@@ -108,8 +109,7 @@ def first_click(
     ``hottest_probability``, where a reader clicks), else its EDT-most-interior voxel (with
     ``interior_probability``), else a random target voxel."""
     if image is not None and hottest_probability > 0 and rng.random() < hottest_probability:
-        index = np.argmax(np.where(target, image, -np.inf))
-        return tuple(int(i) for i in np.unravel_index(int(index), target.shape))  # type: ignore[return-value]
+        return hottest_voxel(image, target)
     if rng.random() < interior_probability:
         return interior_voxel(target)
     voxels = np.argwhere(target)
@@ -175,8 +175,8 @@ def corrective_click(
         error = prediction != target
         if not error.any():
             return None
-        index = np.unravel_index(int(np.argmax(np.where(error, image, -np.inf))), error.shape)
-        return Point(tuple(float(i) for i in index), positive=bool(target[index]))
+        voxel = hottest_voxel(image, error)
+        return Point(tuple(float(i) for i in voxel), positive=bool(target[voxel]))
     if rng.random() < error_centre_probability:
         return click_at_error_centre(prediction, target)
     return next_click_at_random_error(prediction, target, rng)

@@ -38,7 +38,7 @@ clipping at ``grad_clip_norm``, bf16 autocast on CPU and CUDA (``precision``).
 Only the network's ``embed``/``decode`` (through
 :func:`~seganypet.train.objective.trainable_calls`), ``config``, ``parameters()`` and state
 dict are used, so any :class:`~seganypet.model.network.PromptableNetwork` family trains here;
-:func:`build_network` (through :func:`seganypet.model.network.build_network`) is the one place
+:func:`build_network` (through :func:`seganypet.model.registry.build_network`) is the one place
 that builds a network from a preset or config.
 """
 
@@ -65,8 +65,8 @@ from seganypet.io.atomic import atomic_path, write_text_atomic
 from seganypet.model.checkpoint import BOX_KEYS, load_model, save_model
 from seganypet.model.config import ModelConfig
 from seganypet.model.network import SamMed3D
-from seganypet.model.network import build_network as build_model_network
 from seganypet.model.presets import GROWN_FROM, default_config, preset_family
+from seganypet.model.registry import build_network as build_model_network
 from seganypet.model.runtime import available_cpus, configure_threads, cpu_has_native_bf16
 from seganypet.train.augment import Augmentation
 from seganypet.train.clicks import (
