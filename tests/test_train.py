@@ -295,6 +295,33 @@ def test_crops_place_the_target_off_centre_with_zero_padding(tmp_path, blob_data
     np.testing.assert_array_equal(corner[16:, 16:, 16:], cases[0].image[:16, :16, :16])
 
 
+def test_fingerprint_follows_image_content_not_cache_folders(tmp_path, blob_data):
+    import shutil
+
+    settings = dict(min_target_voxels=10, min_target_ml=0.1, crop_offset_fraction=0.25)
+
+    def fingerprint(data: Path, cache: Path) -> tuple[str, set[str]]:
+        cases = prepare_cache(find_cases([str(data)]), (SPACING,) * 3, ("lesion",), cache)
+        crops = TargetCrops(cases, _model_config(), **settings)
+        return crops.fingerprint(), {c.folder.name for c in cases}
+
+    copy = tmp_path / "blobs"
+    shutil.copytree(blob_data, copy)
+    before, folders = fingerprint(copy, tmp_path / "cache")
+    # A remount or a copy gives the same files new modification times: new cache entries, but
+    # the same data, so a resumed run must not warn.
+    image = copy / "imagesTr" / "case_000_0000.nii.gz"
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    again, new_folders = fingerprint(copy, tmp_path / "cache")
+    assert new_folders != folders and again == before
+    # Another image is other data.
+    nifti = nib.load(image)
+    data = np.asarray(nifti.dataobj, dtype=np.float32) * 1.5
+    nib.save(nib.Nifti1Image(data, nifti.affine), image)
+    changed, _ = fingerprint(copy, tmp_path / "cache")
+    assert changed != before
+
+
 def test_oversample_repeats_one_data_sets_targets(tmp_path, blob_data):
     manifest = {
         "name": "real",

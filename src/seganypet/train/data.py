@@ -569,12 +569,16 @@ class TargetCrops:
         return len(self.targets)
 
     def fingerprint(self) -> str:
-        """Identifies the target list (a resumed run checks it is training on the same data)."""
+        """Identifies the target list (a resumed run checks it is training on the same data).
+
+        Built from the images' contents, not their cache folders: a copy or a remount of the same
+        data (new modification times, so new cache entries) keeps the fingerprint.
+        """
         digest = hashlib.sha256()
         for ref in self.targets:
             case = self.cases[ref.case]
             digest.update(
-                f"{case.source.key}|{case.folder.name}|{ref.target.kind}|{ref.target.label}|"
+                f"{case.source.key}|{case.image_sha256}|{ref.target.kind}|{ref.target.label}|"
                 f"{ref.target.component}\n".encode()
             )
         return digest.hexdigest()[:16]
