@@ -184,9 +184,14 @@ def test_convert_checkpoint(tmp_path, trained_small):
 
 
 def test_bundled_default_loads_and_missing_files_are_input_errors(tmp_path):
+    from seganypet.model import load_small_object_model
+
     bundled = load_model()
-    assert bundled.config.preset == load_model("default").config.preset == "unet_small"
-    assert (WEIGHTS_DIR / "default.safetensors").stat().st_size <= 40 * 2**20
+    assert bundled.config.preset == load_model("default").config.preset == "unet_small_rel"
+    companion = load_small_object_model("default")
+    assert companion is not None and companion.config.preset == "unet_fine"
+    bundled_bytes = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.safetensors"))
+    assert bundled_bytes <= 40 * 2**20
     assert (WEIGHTS_DIR / "MODEL_CARD.md").is_file()
     with pytest.raises(InputError, match="no bundled model named 'nosuch' is installed"):
         load_model("nosuch")
