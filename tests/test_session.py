@@ -252,3 +252,33 @@ def test_a_small_object_network_takes_over_small_objects_at_its_own_spacing():
     plain = Session(CountingThreshold(threshold=3.0, spacing_mm=3.0), zoom_small_objects=False)
     plain.set_image(image)
     np.testing.assert_array_equal(kept, plain.add_point(click))
+
+
+def test_a_click_beyond_the_fine_tiles_returns_the_object_to_the_main_spacing():
+    # A 1 ml hot focus, and 22 cm away a 380 ml sphere wider than a fine tile (36 mm at 0.75
+    # voxel steps: 48 x 1.5 mm = 72 mm, the sphere 90 mm): the first click finds a small object,
+    # a positive click on the sphere says the object is larger than that.
+    shape = (200, 100, 110)
+    grid = np.stack(np.meshgrid(*[np.arange(n) * 2.0 for n in shape], indexing="ij"), -1)
+    small = np.linalg.norm(grid - (80.0, 80.0, 60.0), axis=-1) <= 6.2
+    large = np.linalg.norm(grid - (300.0, 100.0, 110.0), axis=-1) <= 45.0
+    image = PetImage(
+        np.where(small | large, 6.0, 1.0).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0])
+    )
+    first = tuple(int(v) for v in np.argwhere(small).mean(0).round())
+    inside = tuple(int(v) for v in np.argwhere(large).mean(0).round())
+    for companion in (CountingThreshold(threshold=3.0, input_size=48, spacing_mm=1.5), None):
+        session = Session(
+            CountingThreshold(threshold=3.0, spacing_mm=3.0), small_object_network=companion
+        )
+        session.set_image(image)
+        session.add_point(first)
+        assert session.current.fine or session.current.zoom != 1.0
+        mask = session.add_point(inside)
+        obj = session.current
+        assert not obj.fine and obj.zoom == 1.0
+        assert all(np.allclose(t.step, 1.5) for t in obj.tiles)  # 3 mm over 2 mm voxels
+        assert _dice(mask, large) > 0.9  # the fine tile would have cut it at 72 mm
+        session.undo()  # back to the small scale, as it was
+        assert session.current.fine or session.current.zoom != 1.0
+        assert _dice(session.mask, small) > 0.6

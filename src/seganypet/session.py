@@ -15,8 +15,10 @@ tile's border, so the result has no seams.
 A small object is segmented at a finer spacing. When the first click of an object gives a mask
 under :data:`SMALL_OBJECT_ML`, the object is predicted again in a tile sampled at half the
 network's spacing (never finer than :data:`FINEST_ZOOM_SPACING_MM`), so that the network sees the
-lesion twice as large and its low-resolution logits describe it in twice the detail; every later
-prompt of that object uses that spacing. Networks already at 1.5 mm (``vit_b_ori``) never zoom.
+lesion twice as large and its low-resolution logits describe it in twice the detail; later
+prompts of that object use that spacing, until a positive click, or a box, reaches beyond its fine
+tiles: the object is then larger than its first mask said, and it returns to the network's own
+spacing. Networks already at 1.5 mm (``vit_b_ori``) never zoom.
 Given a ``small_object_network`` (a model trained at a fine spacing for small lesions), the
 session hands such an object to it instead, at that network's own spacing.
 """
@@ -390,6 +392,9 @@ class Session:
             return
 
         anchor = self._canonical(prompt.center if isinstance(prompt, Box) else prompt.voxel)
+        rescaled = self._outgrew_small_scale(obj, prompt, anchor)
+        if rescaled:
+            self._return_to_main_scale(obj)
         margin = self._tile_size(obj.fine) / 8
         targets = [t for t in obj.tiles if t.contains(anchor, margin=margin)]
         if not targets:
@@ -400,11 +405,40 @@ class Session:
             targets = [tile]
         for tile in targets:
             self._predict(obj, tile)
-        if len(obj.prompts) == 1 or isinstance(prompt, Box):
+        if len(obj.prompts) == 1 or isinstance(prompt, Box) or rescaled:
             self._cover_whole_object(obj, targets[0])
         self._blend(obj)
         if len(obj.prompts) == 1 and isinstance(prompt, Point):
             self._zoom_into_small_object(obj, anchor)
+
+    def _outgrew_small_scale(
+        self, obj: SegmentedObject, prompt: Prompt, anchor: np.ndarray
+    ) -> bool:
+        """A positive click or a box beyond every tile of an object at the small-object scale
+        says the object is larger than its first mask: the fine tiles could never hold it."""
+        if not (obj.fine or obj.zoom != 1.0):
+            return False
+        if isinstance(prompt, Box):
+            corners = [self._canonical(prompt.lo), self._canonical(prompt.hi)]
+            return not any(all(t.contains(c) for c in corners) for t in obj.tiles)
+        return (
+            isinstance(prompt, Point)
+            and prompt.positive
+            and not any(t.contains(anchor) for t in obj.tiles)
+        )
+
+    def _return_to_main_scale(self, obj: SegmentedObject) -> None:
+        """Predict the object again with the main network at its own spacing, from its first
+        prompt, with the mask so far as the previous logits."""
+        obj.zoom, obj.fine = 1.0, False
+        first = obj.prompts[0]
+        centre = self._canonical(first.center if isinstance(first, Box) else first.voxel)
+        tile = self._new_tile(centre, self._step())
+        if obj.logits is not None:
+            tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
+        obj.tiles = [tile]
+        self._predict(obj, tile)
+        self._cover_whole_object(obj, tile)
 
     def _zoom_into_small_object(self, obj: SegmentedObject, anchor: np.ndarray) -> None:
         """Predict a small object again at a finer spacing (by the small-object network when
