@@ -58,8 +58,8 @@ from seganypet.cli import (
 from seganypet.errors import InputError
 from seganypet.io import load_image
 from seganypet.io.nifti import read_nifti_labels
+from seganypet.io.suv import OVERRIDE_FLAGS, TAG_NUMBERS, SuvOverrides, suv_factor
 from seganypet.prompts import Box, Point, prompt_from_dict, prompt_to_dict
-from seganypet.suv import OVERRIDE_FLAGS, TAG_NUMBERS, SuvOverrides, suv_factor
 from test_suv import CALCULATE_SUV_CASES
 
 

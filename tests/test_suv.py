@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 
 from conftest import shared_path
 from seganypet.errors import InputError
-from seganypet.suv import (
+from seganypet.io.suv import (
     SuvOverrides,
     body_surface_area_m2,
     ideal_body_weight_kg,

@@ -41,7 +41,7 @@ from pydicom.errors import InvalidDicomError
 
 from seganypet.errors import InputError
 from seganypet.image import PetImage
-from seganypet.suv import LbmFormula, SuvOverrides, SuvResult, suv_factor
+from seganypet.io.suv import LbmFormula, SuvOverrides, SuvResult, suv_factor
 
 PET_MODALITY = "PT"
 # Objects that share a folder with images but are not images themselves.
