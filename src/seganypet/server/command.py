@@ -7,7 +7,6 @@ import ipaddress
 import os
 import secrets
 import socket
-import sys
 from pathlib import Path
 
 from seganypet.cli_options import THREADS_HELP, port_number, whole_number_at_least
@@ -148,9 +147,3 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         help="uvicorn's log level (default warning)",
     )
     return p
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from seganypet.cli import main
-
-    sys.exit(main(["serve", *sys.argv[1:]]))
