@@ -236,14 +236,11 @@ class _SeriesSuv:
         )
 
     def _units(self) -> str:
-        units = self._header_text("Units")
-        if units is None:
-            raise InputError(
-                "Units (0054,1001) is missing, so the pixel values have no known physical unit; "
-                "SUV cannot be computed. Export the PET series with its full header"
-            )
-        units = units.upper()
-        self.tags_used["Units"] = units
+        units = self._required_code(
+            "Units",
+            "Units (0054,1001) is missing, so the pixel values have no known physical unit; "
+            "SUV cannot be computed. Export the PET series with its full header",
+        )
         if units in ("BQML", "GML"):
             return units
         if units == "CNTS" and (
@@ -286,14 +283,11 @@ class _SeriesSuv:
         """SUVbw factor for activity concentration in Bq/ml, and the decay time in seconds."""
         weight_kg = self._weight_kg()
         dose_bq = self._dose_bq()
-        decay_correction = self._header_text("DecayCorrection")
-        if decay_correction is None:
-            raise InputError(
-                "DecayCorrection (0054,1102) is missing, so the reference time of the activity is "
-                "unknown; SUV cannot be computed"
-            )
-        decay_correction = decay_correction.upper()
-        self.tags_used["DecayCorrection"] = decay_correction
+        decay_correction = self._required_code(
+            "DecayCorrection",
+            "DecayCorrection (0054,1102) is missing, so the reference time of the activity is "
+            "unknown; SUV cannot be computed",
+        )
         if decay_correction == "ADMIN":
             decay_seconds = 0.0
             decayed_dose = dose_bq
@@ -370,21 +364,13 @@ class _SeriesSuv:
     def _weight_kg(self) -> float:
         if self.overrides.weight_kg is not None:
             return self._supply("PatientWeight", _positive(self.overrides.weight_kg, "--weight-kg"))
-        weight = self._header_number("PatientWeight")
-        if weight is None or weight <= 0:
-            raise self._missing("PatientWeight", "the patient weight in kg")
-        self.tags_used["PatientWeight"] = weight
-        return weight
+        return self._positive_header("PatientWeight", "the patient weight in kg")
 
     def _dose_bq(self) -> float:
         if self.overrides.dose_mbq is not None:
             dose_mbq = _positive(self.overrides.dose_mbq, "--dose-mbq")
             return self._supply("RadionuclideTotalDose", dose_mbq * 1e6)
-        dose = self._header_number("RadionuclideTotalDose")
-        if dose is None or dose <= 0:
-            raise self._missing("RadionuclideTotalDose", "the injected activity in MBq")
-        self.tags_used["RadionuclideTotalDose"] = dose
-        return dose
+        return self._positive_header("RadionuclideTotalDose", "the injected activity in MBq")
 
     def _half_life_s(self) -> float:
         half_life = self._header_number("RadionuclideHalfLife")
@@ -518,6 +504,22 @@ class _SeriesSuv:
 
     def _header_value(self, keyword: str) -> Any:
         return _get(self.first, keyword)
+
+    def _positive_header(self, keyword: str, what: str) -> float:
+        """A positive number from the header, recorded as used; else the missing-field error."""
+        value = self._header_number(keyword)
+        if value is None or value <= 0:
+            raise self._missing(keyword, what)
+        self.tags_used[keyword] = value
+        return value
+
+    def _required_code(self, keyword: str, missing: str) -> str:
+        """A coded header value in upper case, recorded as used; ``missing`` is the error."""
+        value = self._header_text(keyword)
+        if value is None:
+            raise InputError(missing)
+        self.tags_used[keyword] = value.upper()
+        return value.upper()
 
     def _header_text(self, keyword: str) -> str | None:
         value = self._header_value(keyword)
