@@ -27,7 +27,7 @@ from seganypet.evaluate.protocols import AUTOPET_HOT_PERCENTILE, FIRST_CLICK_PRO
 from seganypet.evaluate.table import StepRow
 
 if TYPE_CHECKING:
-    from seganypet.evaluate.runner import EvaluationSettings, RunRecord
+    from seganypet.evaluate.settings import EvaluationSettings, RunRecord
 
 FIRST_CLICK_RULES = {
     "interior": "the object's most interior voxel (EDT maximum, mm)",
