@@ -31,7 +31,10 @@ HUGE = {
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse refused the command line
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -348,11 +351,11 @@ def test_a_point_sign_over_http_must_be_a_boolean(server):
     client, data, _work = server
     (data / "pet.nii").write_bytes(nifti_bytes())
     session = client.post("/api/sessions", json={"study": "pet.nii"}).json()["session_id"]
-    url = f"/api/sessions/{session}/points"
-    assert client.post(url, json={"voxel": [10, 9, 8]}).status_code == 200
-    refused = client.post(url, json={"voxel": [12, 9, 8], "positive": "false"})
-    assert refused.status_code == 422 and "positive" in refused.text
-    info = client.post(url, json={"voxel": [12, 9, 8], "positive": False}).json()
+    url = f"/api/sessions/{session}/prompts"
+    assert client.post(url, json={"point": [10, 9, 8]}).status_code == 200
+    refused = client.post(url, json={"point": [12, 9, 8], "positive": "false"})
+    assert refused.status_code == 400 and "positive" in refused.text
+    info = client.post(url, json={"point": [12, 9, 8], "positive": False}).json()
     assert [p["positive"] for p in info["objects"][0]["prompt_list"]] == [True, False]
 
 

@@ -32,7 +32,7 @@ from scipy import ndimage
 from seganypet.errors import InputError
 from seganypet.io import load_image
 from seganypet.io.nifti import write_nifti
-from seganypet.prompts import most_interior_voxel
+from seganypet.prompts import Prompt, most_interior_voxel
 from seganypet.synth.phantom import Phantom, generate_phantom
 
 TOKEN = "browser-test-token-5f1c2a"
@@ -259,10 +259,10 @@ class Viewer:
         self.idle()
         info = self.info()
         prompt = info["objects"][info["current"]]["prompt_list"][-1]
-        assert prompt["kind"] == "point" and prompt["positive"] is positive
-        sent = tuple(int(v) for v in prompt["voxel"])
+        assert "point" in prompt and prompt["positive"] is positive
+        sent = tuple(int(v) for v in prompt["point"])
         assert np.abs(np.subtract(sent, voxel)).max() <= 1, (sent, voxel)
-        self.ops.append(("point", sent, positive))
+        self.ops.append(("prompt", prompt))
         return sent
 
     def drag(self, start, end, view: int, screenshot: str | None = None) -> None:
@@ -307,10 +307,8 @@ def reference_labels(path: Path, ops: list[tuple]):
     session = Session(load_model("default"))
     session.set_image(image)
     for op in ops:
-        if op[0] == "point":
-            session.add_point(op[1], positive=op[2])
-        elif op[0] == "box":
-            session.add_box(op[1], op[2])
+        if op[0] == "prompt":
+            session.add(Prompt.from_dict(op[1]))
         elif op[0] == "undo":
             session.undo()
         elif op[0] == "new_object":
@@ -442,7 +440,7 @@ def test_clicks_segment_as_the_session_does_and_each_is_timed_once(
     print(f"click round trips in the browser, ms: {[round(t) for t in timings]}")
     print(f"where they went, ms: {phases}")
     viewer.close()
-    clicks = sum(1 for op in viewer.ops if op[0] == "point")
+    clicks = sum(1 for op in viewer.ops if op[0] == "prompt")
     assert len(timings) == len(phases) == clicks, (timings, viewer.ops)
     assert all(np.isfinite(t) and t > 0 for t in timings), timings
     for phase, total in zip(phases, timings, strict=True):
@@ -477,10 +475,10 @@ def test_a_3d_box_then_save_a_nifti_label_map(browser, server, artifacts) -> Non
     page.wait_for_function("n => seganypet.timings.length > n", arg=before)
     viewer.idle()
     box = viewer.info()["objects"][0]["prompt_list"][-1]
-    assert box["kind"] == "box"
-    assert np.abs(np.subtract(box["lo"], lo)).max() <= 1, (box, lo)
-    assert np.abs(np.subtract(box["hi"], hi)).max() <= 1, (box, hi)
-    viewer.ops.append(("box", box["lo"], box["hi"]))
+    assert "box" in box
+    assert np.abs(np.subtract(box["box"][:3], lo)).max() <= 1, (box, lo)
+    assert np.abs(np.subtract(box["box"][3:], hi)).max() <= 1, (box, hi)
+    viewer.ops.append(("prompt", box))
     mask = viewer.mask()
     assert (mask.astype(bool) & truth).sum() >= 0.5 * truth.sum(), "the box finds the lesion"
     viewer.screenshot("06_box.png")
@@ -504,6 +502,63 @@ def test_a_3d_box_then_save_a_nifti_label_map(browser, server, artifacts) -> Non
     np.testing.assert_allclose(written.affine, flipped_affine(phantom), atol=1e-4)
     np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
     viewer.screenshot("07_saved.png")
+    viewer.close()
+
+
+def test_a_scribble_and_a_lasso_drawn_on_a_slice(browser, server, artifacts) -> None:
+    study = "strokes.nii.gz"  # a study of its own: no prompts from the tests before
+    shutil.copyfile(server.data / STUDY, server.data / study)
+    viewer = Viewer(browser, server, study, artifacts)
+    page = viewer.page
+    phantom = server.phantom
+    first, second = lesions_by_size(phantom)[:2]
+
+    def draw(mode_key: str, path: list, view: int = AXIAL) -> dict:
+        page.keyboard.press(mode_key)
+        before = len(viewer.timings())
+        points = [viewer.client_xy(voxel, view) for voxel in path]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for xy in points[1:]:
+            page.mouse.move(*xy, steps=4)
+        page.mouse.up()
+        page.wait_for_function("n => seganypet.timings.length > n", arg=before)
+        viewer.idle()
+        info = viewer.info()
+        prompt = info["objects"][info["current"]]["prompt_list"][-1]
+        viewer.ops.append(("prompt", prompt))
+        return prompt
+
+    # a scribble across the largest lesion, on the axial slice through its hottest voxel
+    truth = phantom.lesion_instances == first.instance
+    x, y, z = hottest_voxel(phantom, first.instance)
+    across = np.argwhere(truth[:, y, z])[:, 0]
+    scribble = draw("s", [[int(across.min()) + 1, y, z], [int(across.max()) - 1, y, z]])
+    line = np.asarray(scribble["scribble"])
+    assert scribble["positive"] and len(line) >= 2 and np.ptp(line[:, 2]) == 0, scribble
+    mask = viewer.mask()
+    assert (mask.astype(bool) & truth).sum() >= 0.5 * truth.sum(), "the scribble finds the lesion"
+    viewer.screenshot("07_scribble.png")
+
+    # a lasso around the second lesion, as a new object
+    page.fill("#newname", "lassoed")
+    page.click("#new")
+    viewer.idle()
+    viewer.ops.append(("new_object", "lassoed"))
+    truth = phantom.lesion_instances == second.instance
+    x, y, z = hottest_voxel(phantom, second.instance)
+    where = np.argwhere(truth[:, :, z])
+    (x0, y0), (x1, y1) = where.min(0) - 1, where.max(0) + 1
+    lasso = draw("l", [[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z], [x0, y0 + 1, z]])
+    assert len(lasso["lasso"]) >= 3 and lasso["positive"], lasso
+    mask = viewer.mask()
+    assert ((mask == 2) & truth).sum() >= 0.5 * truth.sum(), "the lasso finds the lesion"
+    viewer.screenshot("08_lasso.png")
+
+    labels, report = reference_labels(server.data / study, viewer.ops)
+    np.testing.assert_array_equal(viewer.mask(), labels)
+    viewer.assert_shown(labels)
+    assert_statistics_shown(page, report, ["object 1", "lassoed"])
     viewer.close()
 
 

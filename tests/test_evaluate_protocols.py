@@ -9,11 +9,16 @@ from scipy import ndimage
 from seganypet.errors import InputError
 from seganypet.evaluate.protocols import (
     autopet_clicks,
-    drawable_box,
     make_user,
     object_rng,
 )
-from seganypet.prompts import Box, Point, next_click_at_error_centre, next_click_at_random_error
+from seganypet.prompts import (
+    Box,
+    Point,
+    bounding_box,
+    next_click_at_error_centre,
+    next_click_at_random_error,
+)
 
 SPACING = (2.0, 2.0, 4.0)
 
@@ -152,7 +157,7 @@ def test_box_clicks_starts_with_the_ground_truth_bounding_box():
 def test_a_box_one_voxel_thick_is_widened_to_the_voxel_faces():
     truth = np.zeros((10, 10, 10), bool)
     truth[2:6, 3:7, 0] = True
-    box = drawable_box(truth)
+    box = bounding_box(truth)
     assert box.lo == (2.0, 3.0, -0.5)
     assert box.hi == (5.0, 6.0, 0.5)
 

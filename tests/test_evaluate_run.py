@@ -22,7 +22,7 @@ from seganypet.evaluate.data import load_case
 from seganypet.evaluate.runner import EvaluationSettings, run_evaluation
 from seganypet.evaluate.table import COLUMNS
 from seganypet.model.config import ModelConfig
-from seganypet.prompts import most_interior_voxel
+from seganypet.prompts import Point, most_interior_voxel
 from seganypet.session import Session
 
 SPACING_MM = 2.0
@@ -159,16 +159,13 @@ class RecordingSession(Session):
         RecordingSession.log.append(("image", image))
         super().set_image(image)
 
-    def add_point(self, voxel, positive=True):
-        RecordingSession.log.append(("point", (tuple(float(v) for v in voxel), positive)))
-        return super().add_point(voxel, positive)
-
-    def add_box(self, lo, hi):
-        RecordingSession.log.append(("box", (tuple(lo), tuple(hi))))
-        return super().add_box(lo, hi)
-
-    def add_mask(self, mask):
-        raise AssertionError("the evaluation must not hand the session a mask")
+    def add(self, prompt):
+        assert prompt.seed_mask is None, "the evaluation must not hand the session a mask"
+        if isinstance(prompt, Point):
+            RecordingSession.log.append(("point", (prompt.voxel, prompt.positive)))
+        else:
+            RecordingSession.log.append(("box", (prompt.lo, prompt.hi)))
+        return super().add(prompt)
 
 
 # ------------------------------------------------------------------------------ the guarantee

@@ -59,7 +59,7 @@ from seganypet.errors import InputError
 from seganypet.io import load_image
 from seganypet.io.nifti import read_nifti_labels
 from seganypet.io.suv import OVERRIDE_FLAGS, TAG_NUMBERS, SuvOverrides, suv_factor
-from seganypet.prompts import Box, Point, prompt_from_dict, prompt_to_dict
+from seganypet.prompts import Box, Lasso, Point, Prompt, Scribble
 from test_suv import CALCULATE_SUV_CASES
 
 
@@ -88,13 +88,12 @@ def assert_finite_floats(values, count: int) -> None:
 
 
 def assert_valid_prompt(prompt: object) -> None:
-    if isinstance(prompt, Point):
-        assert_finite_floats(prompt.voxel, 3)
-        assert type(prompt.positive) is bool
-    else:
-        assert isinstance(prompt, Box), prompt
-        assert_finite_floats(prompt.lo, 3)
-        assert_finite_floats(prompt.hi, 3)
+    assert isinstance(prompt, Prompt), prompt
+    assert type(prompt.positive) is bool
+    for vertex in prompt.vertices:
+        assert_finite_floats(vertex, 3)
+    if isinstance(prompt, Box):
+        assert all(h - lo >= 1 for lo, h in zip(prompt.lo, prompt.hi, strict=True))
 
 
 @contextlib.contextmanager
@@ -209,9 +208,15 @@ def test_a_well_formed_point_reads_back_exactly(values, sign, form, wrap, separa
 
 
 @given(st.tuples(*[FINITE] * 6), EXACT_FORMATS, WRAPS, SEPARATORS)
-def test_a_well_formed_box_reads_back_exactly(values, form, wrap, separator):
+def test_a_well_formed_box_reads_back_exactly_or_is_refused_as_flat(values, form, wrap, separator):
     text = wrap.format(separator.join(form(v) for v in values))
-    assert parse_box(text) == Box(values[:3], values[3:])
+    lo, hi = np.minimum(values[:3], values[3:]), np.maximum(values[:3], values[3:])
+    if np.all(hi - lo >= 1):
+        assert parse_box(text) == Box(values[:3], values[3:])
+        assert parse_box(text).lo == tuple(lo) and parse_box(text).hi == tuple(hi)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match="empty along an axis"):
+            parse_box(text)
 
 
 @cache
@@ -258,7 +263,7 @@ def test_joining_coordinates_never_raises_loses_nothing_and_reparses(argv):
 
 @given(
     st.sampled_from(["--point", "--box"]),
-    st.lists(FINITE, min_size=6, max_size=6),
+    st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=6, max_size=6),
     st.booleans(),
     st.sampled_from(["{}", "[{}]", "({})"]),
     st.booleans(),
@@ -270,6 +275,8 @@ def test_negative_coordinates_pasted_with_spaces_read_back_exactly(
     """``--point -44.5, -44.5, -789.7``, as a shell splits text copied from quantify's output."""
     count = 3 if option == "--point" else 6
     values = [-abs(v) if i % 2 == 0 else v for i, v in enumerate(values[:count])]
+    if count == 6:  # a box at least one voxel deep along every axis
+        values[3:] = [a - 1 - abs(b) for a, b in zip(values[:3], values[3:], strict=True)]
     negative = negative and option == "--point"
     text = wrap.format(", ".join(repr(v) for v in values) + (", neg" if negative else ""))
     extra = ["--mm"] if before_mm else []
@@ -365,6 +372,10 @@ NEAR_MISS_PROMPTS = st.one_of(
         },
     ),
     st.fixed_dictionaries(
+        {"scribble": st.lists(coordinate_lists(3), max_size=4) | JSON_VALUES},
+        optional={"positive": POSITIVE_VALUES, "point": coordinate_lists(3)},
+    ),
+    st.fixed_dictionaries(
         {"box": coordinate_lists(6)},
         optional={
             "positive": POSITIVE_VALUES,
@@ -385,29 +396,49 @@ NEAR_MISS_PROMPTS = st.one_of(
 def test_a_prompt_dict_reads_exactly_or_is_refused_in_one_line(data):
     where = "prompts.json: objects[0].prompts[1]"
     try:
-        prompt = prompt_from_dict(data, where)
+        prompt = Prompt.from_dict(data, where)
     except InputError as exc:
         assert_one_line(str(exc))
         assert str(exc).startswith(where), exc
         return
     assert_valid_prompt(prompt)
     # Accepted: then it was a correct prompt, and it reads as exactly its values.
-    expected = {"positive": True, **data} if "point" in data else data
-    assert prompt_to_dict(prompt) == expected
+    if "box" in data:  # a box keeps its lowest and highest corner, whichever order they came in
+        corners = np.asarray(data["box"], float).reshape(2, 3)
+        expected = {"box": [*corners.min(0).tolist(), *corners.max(0).tolist()]}
+    else:
+        expected = {"positive": True, **data}
+    assert prompt.to_dict() == expected
 
 
+MODEST = st.floats(-1e6, 1e6, allow_nan=False)
+ON_A_SLICE = st.builds(
+    lambda axis, depth, plane: tuple(tuple(v[:axis] + (depth,) + v[axis:]) for v in plane),
+    st.integers(0, 2),
+    MODEST,
+    st.lists(st.tuples(MODEST, MODEST), min_size=3, max_size=6),
+)
 CORRECT_PROMPTS = st.one_of(
     st.builds(Point, st.tuples(FINITE, FINITE, FINITE), st.booleans()),
-    st.builds(Box, st.tuples(FINITE, FINITE, FINITE), st.tuples(FINITE, FINITE, FINITE)),
+    st.builds(
+        lambda corner, extent, flip: Box(
+            corner, tuple(c + e * (-1 if flip else 1) for c, e in zip(corner, extent, strict=True))
+        ),
+        st.tuples(MODEST, MODEST, MODEST),
+        st.tuples(*[st.floats(1, 1e6)] * 3),
+        st.booleans(),
+    ),
+    st.builds(Scribble, ON_A_SLICE, st.booleans()),
+    st.builds(Lasso, ON_A_SLICE, st.booleans()),
 )
 
 
 @given(CORRECT_PROMPTS, st.booleans())
 def test_a_correct_prompt_round_trips(prompt, through_json):
-    data = prompt_to_dict(prompt)
+    data = prompt.to_dict()
     if through_json:
         data = json.loads(json.dumps(data))
-    assert prompt_from_dict(data) == prompt
+    assert Prompt.from_dict(data) == prompt
 
 
 PROMPT_FILES = st.one_of(
@@ -417,7 +448,8 @@ PROMPT_FILES = st.one_of(
                 st.fixed_dictionaries(
                     {
                         "prompts": st.lists(
-                            NEAR_MISS_PROMPTS | CORRECT_PROMPTS.map(prompt_to_dict), max_size=3
+                            NEAR_MISS_PROMPTS | CORRECT_PROMPTS.map(lambda p: p.to_dict()),
+                            max_size=3,
                         )
                     },
                     optional={"name": st.text(max_size=6) | JSON_VALUES},
@@ -472,7 +504,7 @@ def test_a_correct_prompt_file_reads_exactly(prompt_folder, objects, mm):
     content = {
         "coordinates": "mm" if mm else "voxel",
         "objects": [
-            {"name": f"lesion {i}", "prompts": [prompt_to_dict(p) for p in prompts]}
+            {"name": f"lesion {i}", "prompts": [p.to_dict() for p in prompts]}
             for i, prompts in enumerate(objects)
         ],
     }

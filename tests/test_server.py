@@ -25,15 +25,11 @@ from network_doubles import ThresholdNetwork  # noqa: E402
 from seganypet.cli import EXIT_USER_ERROR, main  # noqa: E402
 from seganypet.errors import InputError  # noqa: E402
 from seganypet.server.app import STATIC_DIR as STATIC  # noqa: E402
-from seganypet.server.app import (  # noqa: E402
-    create_app,
-    decode_rle,
-    default_work_dir,
-    label_map_rle,
-)
+from seganypet.server.app import create_app, default_work_dir  # noqa: E402
 from seganypet.server.client import nifti_array  # noqa: E402
 from seganypet.server.command import choose_token, is_loopback  # noqa: E402
 from seganypet.server.journal import Journal  # noqa: E402
+from seganypet.server.registry import decode_rle, label_map_rle  # noqa: E402
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -189,14 +185,17 @@ def test_prompts_objects_masks_and_stats(data_dir: Path) -> None:
     assert info["shape"] == [32, 30, 24] and info["objects"][0]["name"] == "object 1"
 
     response = client.post(
-        f"/api/sessions/{sid}/points", json={"voxel": [5, 5, 5], "positive": False}
+        f"/api/sessions/{sid}/prompts", json={"point": [5, 5, 5], "positive": False}
     )
     assert response.status_code == 400 and "positive" in response.json()["detail"]
-    response = client.post(f"/api/sessions/{sid}/points", json={"voxel": [99, 5, 5]})
+    response = client.post(f"/api/sessions/{sid}/prompts", json={"point": [99, 5, 5]})
     assert response.status_code == 400 and "outside the image" in response.json()["detail"]
-    assert client.post(f"/api/sessions/{sid}/points", json={"voxel": [1, 2]}).status_code == 422
+    response = client.post(f"/api/sessions/{sid}/prompts", json={"point": [1, 2]})
+    assert response.status_code == 400 and "3 numbers" in response.json()["detail"]
+    response = client.post(f"/api/sessions/{sid}/prompts", json={"voxel": [1, 2, 3]})
+    assert response.status_code == 400 and "exactly one of" in response.json()["detail"]
 
-    info = client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]}).json()
+    info = client.post(f"/api/sessions/{sid}/prompts", json={"point": [15, 17, 12]}).json()
     hot = np.zeros((32, 30, 24), bool)
     hot[HOT] = True
     labels = _labels(client, sid)
@@ -206,7 +205,7 @@ def test_prompts_objects_masks_and_stats(data_dir: Path) -> None:
     assert info["objects"][0]["voxels"] == int((labels == 1).sum())
     assert info["can_undo"]
     (prompt,) = info["objects"][0]["prompt_list"]  # what the viewer marks on the slices
-    assert prompt["kind"] == "point" and prompt["voxel"] == [15, 17, 12] and prompt["positive"]
+    assert prompt == {"point": [15, 17, 12], "positive": True}
 
     nifti = client.get(f"/api/sessions/{sid}/mask", params={"format": "nifti"})
     assert nifti.headers["content-type"] == "application/gzip"
@@ -222,12 +221,10 @@ def test_prompts_objects_masks_and_stats(data_dir: Path) -> None:
 
     info = client.post(f"/api/sessions/{sid}/objects", json={"name": "liver"}).json()
     assert info["current"] == 1 and info["objects"][1]["name"] == "liver"
-    info = client.post(
-        f"/api/sessions/{sid}/boxes", json={"lo": [8, 10, 6], "hi": [22, 24, 18]}
-    ).json()
+    info = client.post(f"/api/sessions/{sid}/prompts", json={"box": [8, 10, 6, 22, 24, 18]}).json()
     assert info["objects"][1]["voxels"] > 0
     (box,) = info["objects"][1]["prompt_list"]
-    assert box["kind"] == "box" and box["lo"] == [8, 10, 6] and box["hi"] == [22, 24, 18]
+    assert box == {"box": [8, 10, 6, 22, 24, 18]}
     info = client.patch(f"/api/sessions/{sid}/objects/1", json={"name": "lesion"}).json()
     assert info["objects"][1]["name"] == "lesion"
     info = client.post(f"/api/sessions/{sid}/reset").json()
@@ -240,9 +237,104 @@ def test_prompts_objects_masks_and_stats(data_dir: Path) -> None:
     assert client.get("/api/sessions/0123456789abcdef").status_code == 404
 
     schema = client.get("/api/openapi.json").json()
-    assert {"/api/sessions", "/api/sessions/upload", "/api/sessions/{session_id}/points"} <= set(
+    assert {"/api/sessions", "/api/sessions/upload", "/api/sessions/{session_id}/prompts"} <= set(
         schema["paths"]
     )
+
+
+def _patched(labels: np.ndarray, change: dict | None) -> np.ndarray:
+    """``labels`` with a response's change written in, as the viewer does."""
+    labels = labels.copy()
+    if change is not None:
+        box = tuple(slice(a, b + 1) for a, b in zip(change["lo"], change["hi"], strict=True))
+        shape = tuple(b - a + 1 for a, b in zip(change["lo"], change["hi"], strict=True))
+        labels[box] = decode_rle({"shape": shape, "runs": change["runs"]})
+    return labels
+
+
+def test_one_request_per_prompt_carries_the_changed_labels_and_the_statistics(
+    data_dir: Path,
+) -> None:
+    client = _client(data_dir)
+    sid = _open(client)["session_id"]
+    shown = _labels(client, sid)
+    steps = [
+        ("post", "/prompts", {"point": [15, 17, 12]}),
+        ("post", "/prompts", {"point": [11, 13, 9], "positive": False}),
+        ("post", "/objects", {"name": "second"}),
+        ("post", "/prompts", {"box": [8, 10, 6, 22, 24, 18]}),
+        ("post", "/prompts", {"scribble": [[12, 14, 10], [17, 19, 10]], "positive": True}),
+        ("post", "/undo", None),
+        ("post", "/reset", None),
+        ("post", "/undo", None),
+        ("post", "/objects/0/select", None),
+        ("patch", "/objects/0", {"name": "lesion"}),
+    ]
+    changes = 0
+    for method, path, body in steps:
+        response = getattr(client, method)(f"/api/sessions/{sid}{path}", json=body)
+        assert response.status_code == 200, response.text
+        info = response.json()
+        shown = _patched(shown, info["change"])
+        truth = _labels(client, sid)
+        np.testing.assert_array_equal(shown, truth)  # the answer alone keeps the viewer right
+        changes += info["change"] is not None
+        if info["change"] is not None:
+            lo, hi = info["change"]["extent"]
+            where = np.argwhere(truth > 0)
+            assert lo == where.min(0).tolist() and hi == where.max(0).tolist()
+        assert info["stats"] == client.get(f"/api/sessions/{sid}/stats").json()
+        if body and "scribble" in body:  # the prompt reads back in its one JSON form
+            assert info["objects"][1]["prompt_list"][-1] == body
+    assert changes >= 5
+    assert info["objects"][0]["name"] == "lesion"
+    assert info["objects"][1]["prompt_list"] == [{"box": [8, 10, 6, 22, 24, 18]}]
+
+
+def test_a_lasso_over_http_segments_the_region_it_encloses(data_dir: Path) -> None:
+    client = _client(data_dir)
+    sid = _open(client)["session_id"]
+    outline = [[12, 14, 11], [17, 14, 11], [17, 19, 11], [12, 19, 11]]
+    info = client.post(f"/api/sessions/{sid}/prompts", json={"lasso": outline}).json()
+    labels = _labels(client, sid)
+    assert labels[12:18, 14:20, 11].all() and info["objects"][0]["voxels"] > 0
+    off_slice = [[12, 14, 11], [17, 14, 12], [17, 19, 11]]
+    response = client.post(f"/api/sessions/{sid}/prompts", json={"lasso": off_slice})
+    assert response.status_code == 400 and "one slice" in response.json()["detail"]
+
+
+def test_a_study_let_go_of_reopens_from_its_journal(data_dir: Path) -> None:
+    (data_dir / "patient2.nii.gz").write_bytes(_nifti_gz_bytes())
+    client = _client(data_dir, max_open_studies=1)
+    first = _open(client)["session_id"]
+    client.post(f"/api/sessions/{first}/prompts", json={"point": [15, 17, 12]})
+    before = client.get(f"/api/sessions/{first}").json()
+    labels = _labels(client, first)
+    second = _open(client, "patient2.nii.gz")["session_id"]
+    assert client.get("/api/health").json()["open_sessions"] == 1
+    again = client.get(f"/api/sessions/{first}").json()  # let go of, then reopened
+    assert again["replayed"] == 1 and again["objects"] == before["objects"]
+    np.testing.assert_array_equal(_labels(client, first), labels)
+    assert client.get("/api/health").json()["open_sessions"] == 1
+    assert client.get(f"/api/sessions/{second}").json()["objects"][0]["prompts"] == 0
+
+
+def test_a_journal_of_version_1_replays(data_dir: Path) -> None:
+    sid = _open(_client(data_dir))["session_id"]
+    journal = default_work_dir(data_dir.resolve()) / "journals" / f"{sid}.jsonl"
+    header = journal.read_text().splitlines()[0]
+    old = [
+        {"op": "point", "voxel": [15, 17, 12], "positive": True},
+        {"op": "new_object", "name": "boxed"},
+        {"op": "box", "lo": [8, 10, 6], "hi": [22, 24, 18]},
+    ]
+    journal.write_text("\n".join([header, *map(json.dumps, old)]) + "\n")
+    info = _open(_client(data_dir))
+    assert info["replayed"] == 3
+    assert [o["prompt_list"] for o in info["objects"]] == [
+        [{"point": [15, 17, 12], "positive": True}],
+        [{"box": [8, 10, 6, 22, 24, 18]}],
+    ]
 
 
 def test_a_study_stored_the_other_way_round_stays_on_its_own_grid(tmp_path: Path) -> None:
@@ -263,7 +355,7 @@ def test_a_study_stored_the_other_way_round_stays_on_its_own_grid(tmp_path: Path
     hot = np.zeros(array.shape, bool)
     hot[::-1, ::-1][HOT] = True
     centre = np.argwhere(hot).mean(0).round().tolist()
-    client.post(f"/api/sessions/{sid}/points", json={"voxel": centre})
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": centre})
     labels = _labels(client, sid)
     assert 2 * (labels.astype(bool) & hot).sum() / (labels.astype(bool).sum() + hot.sum()) > 0.8
 
@@ -289,7 +381,7 @@ def test_save_and_download_a_nifti_label_map(data_dir: Path) -> None:
     client = _client(data_dir)
     sid = _open(client)["session_id"]
     assert client.post(f"/api/sessions/{sid}/save").status_code == 400  # nothing yet
-    client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]})
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": [15, 17, 12]})
     response = client.post(f"/api/sessions/{sid}/save", json={})
     assert response.status_code == 200, response.text
     saved = response.json()
@@ -323,7 +415,7 @@ def test_dicom_upload_saves_a_dicom_seg(tmp_path: Path) -> None:
     shape = info["shape"]
     array = nifti_array(client.get(f"/api/sessions/{sid}/image").content)
     hottest = np.unravel_index(np.argmax(array), array.shape)
-    client.post(f"/api/sessions/{sid}/points", json={"voxel": [float(v) for v in hottest]})
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": [float(v) for v in hottest]})
     saved = client.post(f"/api/sessions/{sid}/save").json()
     assert saved["format"] == "dicom-seg" and saved["file"] == "sts001_seg.dcm"
     import pydicom
@@ -339,13 +431,13 @@ def test_dicom_upload_saves_a_dicom_seg(tmp_path: Path) -> None:
 def test_reopening_replays_the_journal(data_dir: Path) -> None:
     client = _client(data_dir)
     sid = _open(client)["session_id"]
-    client.post(f"/api/sessions/{sid}/points", json={"voxel": [5, 5, 5], "positive": False})
-    client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]})
-    client.post(f"/api/sessions/{sid}/points", json={"voxel": [11, 13, 9], "positive": False})
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": [5, 5, 5], "positive": False})
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": [15, 17, 12]})
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": [11, 13, 9], "positive": False})
     client.post(f"/api/sessions/{sid}/objects", json={"name": "second"})
-    client.post(f"/api/sessions/{sid}/boxes", json={"lo": [8, 10, 6], "hi": [22, 24, 18]})
+    client.post(f"/api/sessions/{sid}/prompts", json={"box": [8, 10, 6, 22, 24, 18]})
     client.post(f"/api/sessions/{sid}/undo")
-    client.post(f"/api/sessions/{sid}/points", json={"voxel": [12, 14, 10]})
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": [12, 14, 10]})
     before = client.get(f"/api/sessions/{sid}").json()
     labels = _labels(client, sid)
     assert before["objects"][0]["voxels"] > 0 and (labels == 2).any()
@@ -370,14 +462,14 @@ def test_reopening_replays_the_journal(data_dir: Path) -> None:
 def test_a_changed_image_sets_the_old_journal_aside(data_dir: Path) -> None:
     client = _client(data_dir)
     sid = _open(client)["session_id"]
-    client.post(f"/api/sessions/{sid}/points", json={"voxel": [15, 17, 12]})
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": [15, 17, 12]})
     bigger = np.ones((40, 30, 24), np.float32)
     bigger[10:20, 10:20, 8:16] = 6.0
     nib.save(nib.Nifti1Image(bigger, AFFINE), data_dir / "patient1" / "pet.nii.gz")
     info = _open(_client(data_dir))
     assert info["replayed"] == 0 and info["objects"][0]["prompts"] == 0
     kept = list((default_work_dir(data_dir.resolve()) / "journals").glob(f"{sid}.stale-*.jsonl"))
-    assert len(kept) == 1 and '"op":"point"' in kept[0].read_text()
+    assert len(kept) == 1 and '"op":"prompt"' in kept[0].read_text()
 
 
 def test_journal_and_rle_round_trip(tmp_path: Path) -> None:

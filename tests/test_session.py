@@ -11,6 +11,7 @@ from scipy import ndimage
 from network_doubles import SphereNetwork, ThresholdNetwork
 from seganypet.errors import InputError
 from seganypet.image import PetImage
+from seganypet.prompts import MAX_CLICKS_PER_STROKE, Lasso, Scribble
 from seganypet.session import Session
 
 
@@ -282,3 +283,46 @@ def test_a_click_beyond_the_fine_tiles_returns_the_object_to_the_main_spacing():
         session.undo()  # back to the small scale, as it was
         assert session.current.fine or session.current.zoom != 1.0
         assert _dice(session.mask, small) > 0.6
+
+
+def _recording(decode, seen: list):
+    def wrapped(embedding, points, labels, boxes=None, mask_logits=None):
+        seen.append((points.clone(), labels.clone()))
+        return decode(embedding, points, labels, boxes=boxes, mask_logits=mask_logits)
+
+    return wrapped
+
+
+def test_a_scribble_reaches_the_network_as_clicks_along_its_line():
+    image = permuted_image()
+    session = Session(SphereNetwork(radius=5.0))
+    session.set_image(image)
+    seen: list = []
+    session.network.decode = _recording(session.network.decode, seen)
+    mask = session.add(Scribble(((14, 10, 11), (26, 18, 11))))
+    points, labels = seen[0]
+    assert points.shape[1] == MAX_CLICKS_PER_STROKE and bool((labels == 1).all())
+    steps = torch.diff(points[0], dim=0)  # evenly spaced along one straight line
+    assert torch.allclose(steps, steps[0].expand_as(steps), atol=1e-4)
+    assert mask[14, 10, 11]  # the double draws its sphere around the first click
+    with pytest.raises(InputError, match="one slice"):
+        session.add(Scribble(((14, 10, 11), (26, 18, 12))))
+    with pytest.raises(InputError, match="outside the image"):
+        session.add(Scribble(((14, 10, 11), (46, 18, 11))))
+
+
+def test_a_lasso_sets_its_region_on_its_slice_and_undo_takes_it_back():
+    image = permuted_image()
+    session = Session(ThresholdNetwork(threshold=50.0))  # the double finds nothing by itself
+    session.set_image(image)
+    outline = ((10, 6, 12), (22, 6, 12), (22, 20, 12), (10, 20, 12))
+    mask = session.add(Lasso(outline))
+    assert mask[10:23, 6:21, 12].all() and mask.sum() == 13 * 15
+    cut = Lasso(((12, 8, 12), (16, 8, 12), (16, 12, 12), (12, 12, 12)), positive=False)
+    mask = session.add(cut)
+    assert not mask[12:17, 8:13, 12].any() and mask.sum() == 13 * 15 - 25
+    session.undo()
+    assert session.mask.sum() == 13 * 15
+    with pytest.raises(InputError, match="negative lasso has nothing to remove"):
+        session.new_object()
+        session.add(cut)

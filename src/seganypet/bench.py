@@ -576,7 +576,7 @@ def run_server_benchmark(
             server.wait_until_serving(client)
             start_s = time.perf_counter() - started
             open_s, _ = _timed(lambda: client.open("phantom.nii.gz"))
-            first, later, parts = [], [], {"click": [], "mask": [], "stats": []}
+            first, later = [], []
             dice: list[list[float]] = []
             for index in range(repeats):
                 lesion = lesions[index % len(lesions)]
@@ -590,14 +590,8 @@ def run_server_benchmark(
                 for step in range(clicks):
                     t0 = time.perf_counter()
                     info = client.add_point(click[0], positive=click[1])
-                    t1 = time.perf_counter()
-                    labels = client.mask()
-                    t2 = time.perf_counter()
-                    client.stats()
-                    t3 = time.perf_counter()
-                    (first if step == 0 else later).append(t3 - t0)
-                    for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-                        parts[name].append(seconds)
+                    (first if step == 0 else later).append(time.perf_counter() - t0)
+                    labels = client.labels
                     mask = labels == info["current"] + 1
                     scores.append(round(_dice(mask, truth), 4))
                     if step + 1 < clicks:
@@ -616,11 +610,7 @@ def run_server_benchmark(
         "threads": num_threads,
         "objects": repeats,
         "clicks": clicks,
-        "requests_per_round_trip": [
-            "POST /api/sessions/{id}/points",
-            "GET /api/sessions/{id}/mask?format=rle",
-            "GET /api/sessions/{id}/stats",
-        ],
+        "requests_per_round_trip": ["POST /api/sessions/{id}/prompts"],
         "round_trips": len(every),
         "server_start_s": start_s,
         "open_study_s": open_s,
@@ -628,9 +618,6 @@ def run_server_benchmark(
         "round_trip_ms_min": min(every) * 1000,
         "first_click_round_trip_ms_median": statistics.median(first) * 1000,
         "later_click_round_trip_ms_median": statistics.median(later) * 1000 if later else None,
-        "click_ms_median": statistics.median(parts["click"]) * 1000,
-        "mask_ms_median": statistics.median(parts["mask"]) * 1000,
-        "stats_ms_median": statistics.median(parts["stats"]) * 1000,
         "dice_after_each_click": dice,
         "server_shutdown": shutdown,
         "machine": machine_info(),

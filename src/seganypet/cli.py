@@ -295,12 +295,15 @@ def parse_box(text: str) -> Box:
     from seganypet.prompts import Box
 
     values = _numbers(text, 6, "--box")
-    return Box(tuple(values[:3]), tuple(values[3:]))  # type: ignore[arg-type]
+    try:
+        return Box(tuple(values[:3]), tuple(values[3:]))  # type: ignore[arg-type]
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _read_prompt_file(path: Path) -> tuple[list[dict], bool]:
     """Objects (name and prompts) from a JSON file; see `seganypet segment --help`."""
-    from seganypet.prompts import prompt_from_dict
+    from seganypet.prompts import Prompt
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -337,7 +340,7 @@ def _read_prompt_file(path: Path) -> tuple[list[dict], bool]:
         if not isinstance(name, str) or not name.strip():
             raise InputError(f"{where}: 'name' must be a non-empty string")
         prompts = [
-            prompt_from_dict(prompt, f"{where}.prompts[{j}]")
+            Prompt.from_dict(prompt, f"{where}.prompts[{j}]")
             for j, prompt in enumerate(obj["prompts"])
         ]
         checked.append({"name": name, "prompts": prompts})
@@ -345,11 +348,9 @@ def _read_prompt_file(path: Path) -> tuple[list[dict], bool]:
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
-    import numpy as np
 
     from seganypet.io.masks import save_mask
     from seganypet.model import configure_threads, load_model, load_small_object_model
-    from seganypet.prompts import Box
     from seganypet.session import Session
 
     if args.prompts_file and args.prompts:
@@ -377,20 +378,13 @@ def cmd_segment(args: argparse.Namespace) -> None:
     session = Session(network, small_object_network=load_small_object_model(args.model))
     session.set_image(image)
 
-    def to_voxel(values: Sequence[float]) -> np.ndarray:
-        values = np.asarray(values, float)
-        return image.world_to_voxel(values) if mm else values
-
     for index, obj in enumerate(objects):
         if index:
             session.new_object(obj["name"])
         else:
             session.current.name = obj["name"]
         for prompt in obj["prompts"]:
-            if isinstance(prompt, Box):
-                session.add_box(to_voxel(prompt.lo), to_voxel(prompt.hi))
-            else:
-                session.add_point(to_voxel(prompt.voxel), positive=prompt.positive)
+            session.add(prompt.mapped(image.world_to_voxel) if mm else prompt)
 
     labels, names = session.label_map()
     save_mask(labels, names, image, args.output, format=args.format)

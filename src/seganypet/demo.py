@@ -26,7 +26,7 @@ from seganypet.io.atomic import write_text_atomic
 from seganypet.io.masks import save_mask
 from seganypet.io.nifti import write_nifti
 from seganypet.model.network import PromptableNetwork
-from seganypet.prompts import Box, Point
+from seganypet.prompts import Prompt
 from seganypet.quant import quantify
 from seganypet.session import Session
 
@@ -44,7 +44,7 @@ class DemoObject:
     name: str
     truth: np.ndarray
     mask: np.ndarray | None = None
-    prompts: list[Point | Box] = field(default_factory=list)
+    prompts: list[Prompt] = field(default_factory=list)
     dice_per_click: list[float] = field(default_factory=list)
     seconds_per_click: list[float] = field(default_factory=list)
 
@@ -120,7 +120,7 @@ def segment_case(
                 break
             start = time.perf_counter()
             for prompt in interaction.prompts:
-                session.add_point(prompt.voxel, positive=prompt.positive)
+                session.add(prompt)
                 obj.prompts.append(prompt)
             prediction = np.asarray(session.mask, dtype=bool)
             obj.seconds_per_click.append(time.perf_counter() - start)
@@ -149,7 +149,7 @@ def write_case(case: DemoCase, out_dir: Path) -> None:
             {
                 "label": value,
                 "name": obj.name,
-                "clicks": [_click_dict(p) for p in obj.prompts],
+                "clicks": [p.to_dict() for p in obj.prompts],
                 "dice_per_click": [round(d, 4) for d in obj.dice_per_click],
                 "seconds_per_click": [round(s, 3) for s in obj.seconds_per_click],
             }
@@ -161,10 +161,6 @@ def write_case(case: DemoCase, out_dir: Path) -> None:
     write_text_atomic(stats_path, json.dumps(case.stats, indent=1) + "\n")
     case.files["stats"] = stats_path
     case.files["figure"] = save_overlay_mip(case, out_dir / f"{case.name}_mip.png")
-
-
-def _click_dict(prompt: Point | Box) -> dict:
-    return {"voxel": [round(v, 2) for v in prompt.voxel], "positive": bool(prompt.positive)}
 
 
 def save_overlay_mip(case: DemoCase, path: Path) -> Path:

@@ -1,97 +1,507 @@
-"""Prompt types, and the simulated user that places clicks from the current error.
+"""Prompts, the one value type for everything a reader gives the model, and the simulated user
+that places clicks from the current error.
+
+A prompt is a :class:`Point` (a click), a :class:`Box` (two opposite corners), a
+:class:`Scribble` (a freehand line on one slice), a :class:`Lasso` (a closed outline on one slice
+that fills a region) or a :class:`MaskPrompt` (a mask drawn or imported). Each has one JSON form,
+read by :meth:`Prompt.from_dict` and written by :meth:`Prompt.to_dict`; the journal, ``--prompts``
+files, HTTP bodies, evaluation and the demo all use it::
+
+    {"point": [x, y, z], "positive": true}
+    {"box": [x0, y0, z0, x1, y1, z1]}
+    {"scribble": [[x, y, z], ...], "positive": true}
+    {"lasso": [[x, y, z], ...], "positive": true}
 
 Coordinates are voxel indices in the order of the image's array axes, as floats so that a prompt
-given in millimetres and converted keeps its sub-voxel position.
+given in millimetres and converted keeps its sub-voxel position. A prompt is checked when it is
+made: a malformed one raises :class:`~seganypet.errors.InputError`.
+
+The networks take clicks and one box. A scribble reaches them as clicks sampled along its line; a
+lasso as a click inside the region it encloses with negative clicks just outside its outline
+(:meth:`Prompt.clicks`), and the region itself is set in the object on its slice
+(:attr:`Prompt.painted`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
 
 from seganypet.errors import InputError, plain
 
+Voxel = tuple[float, float, float]
 
-@dataclass(frozen=True)
-class Point:
-    voxel: tuple[float, float, float]
+#: The most clicks a scribble or a lasso hands to the network.
+MAX_CLICKS_PER_STROKE = 12
+
+
+class Prompt:
+    """What every prompt type has. Subclasses register themselves under their JSON key."""
+
+    kind: ClassVar[str]
+    #: Whether the prompt shows the object's extent (then the session covers the whole object).
+    outlines_object: ClassVar[bool] = False
     positive: bool = True
+    _kinds: ClassVar[dict[str, type[Prompt]]] = {}
+    _form: ClassVar[str] = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls._form:
+            Prompt._kinds[cls.kind] = cls
 
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned box given by two opposite corners (inclusive voxel indices)."""
+    # -------------------------------------------------------------- the one JSON form
+    @staticmethod
+    def from_dict(data: object, where: str = "a prompt") -> Prompt:
+        """A prompt from its JSON form, checked strictly.
 
-    lo: tuple[float, float, float]
-    hi: tuple[float, float, float]
+        Exactly one kind key; ``positive`` (where the kind has a sign) is a JSON boolean and true
+        by default (the string ``"false"`` is refused, never read as true); coordinates are
+        numbers; any other key is refused, so that a misspelt one is not silently ignored.
+        ``where`` names the prompt in the error message.
+        """
+        forms = " or ".join(kind._form for kind in Prompt._kinds.values())
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: a prompt is {forms}, got {_json_type(data)}")
+        kinds = [name for name in Prompt._kinds if name in data]
+        if len(kinds) != 1:
+            names = ", ".join(repr(name) for name in Prompt._kinds)
+            raise InputError(f"{where}: a prompt has exactly one of {names} ({forms})")
+        cls = Prompt._kinds[kinds[0]]
+        allowed = {cls.kind, "positive"} if cls._signed() else {cls.kind}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise InputError(
+                f"{where}: unknown key {unknown[0]!r} in a {cls.kind} prompt; it takes {cls._form}"
+            )
+        positive = data.get("positive", True)
+        if not isinstance(positive, bool):
+            raise InputError(
+                f"{where}: 'positive' must be true or false (a JSON boolean), got "
+                f"{_json_type(positive)}"
+            )
+        try:
+            return cls._from_json(data[cls.kind], positive, f"{where}: {cls.kind!r}")
+        except InputError as exc:
+            message = str(exc)
+            raise InputError(
+                message if message.startswith(where) else f"{where}: {message}"
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (see :meth:`from_dict`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _signed(cls) -> bool:
+        return '"positive"' in cls._form
+
+    @classmethod
+    def _from_json(cls, value: object, positive: bool, what: str) -> Prompt:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- what the session needs
+    @property
+    def vertices(self) -> list[Voxel]:
+        """The voxels that define the prompt; each must lie inside the image."""
+        raise NotImplementedError
 
     @property
-    def center(self) -> tuple[float, float, float]:
-        return tuple((a + b) / 2.0 for a, b in zip(self.lo, self.hi, strict=True))  # type: ignore[return-value]
+    def anchor(self) -> Voxel:
+        """Where the object's first tile is centred for this prompt."""
+        return tuple(float(v) for v in np.mean(self.vertices, axis=0))  # type: ignore[return-value]
+
+    def clicks(self) -> list[Point]:
+        """The clicks the network receives for this prompt."""
+        return []
+
+    def corners(self) -> tuple[Voxel, Voxel] | None:
+        """The box the network receives for this prompt, if any."""
+        return None
+
+    @property
+    def seed_mask(self) -> np.ndarray | None:
+        """A mask that seeds the object directly, without the network."""
+        return None
+
+    @property
+    def painted(self) -> tuple[np.ndarray, bool] | None:
+        """Voxels (N, 3) the prompt sets inside (True) or outside (False) the object, whatever the
+        network says: a lasso's region on its slice."""
+        return None
+
+    def check_inside(self, shape: Sequence[int]) -> None:
+        """Refuse a prompt reaching outside an image of ``shape`` (voxel indices run from -0.5 to
+        n - 0.5 along each axis)."""
+        for voxel in self.vertices:
+            if any(v < -0.5 or v > n - 0.5 for v, n in zip(voxel, shape, strict=True)):
+                what = {"point": "point", "box": "box corner"}.get(self.kind, f"{self.kind} point")
+                raise InputError(
+                    f"the {what} {plain(tuple(voxel))} lies outside the image, whose voxel "
+                    f"indices run from (0, 0, 0) to {tuple(int(s) - 1 for s in shape)} "
+                    "(input array axis order)"
+                )
+
+    def mapped(self, to_voxel: Callable[[np.ndarray], np.ndarray]) -> Prompt:
+        """The same prompt with every coordinate passed through ``to_voxel`` (mm to voxels)."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- for reports
+    @property
+    def type_name(self) -> str:
+        """``click+``, ``click-``, ``box``, ``scribble+``...: a column of an evaluation report."""
+        name = "click" if self.kind == "point" else self.kind
+        return name + ("+" if self.positive else "-") if self._signed() else name
+
+    def describe(self) -> str:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class MaskPrompt:
+class Point(Prompt):
+    """A click at a voxel; positive inside the object, negative outside it."""
+
+    voxel: Voxel
+    positive: bool = True
+
+    kind: ClassVar[str] = "point"
+    _form: ClassVar[str] = '{"point": [x, y, z], "positive": true}'
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "voxel", _voxel(self.voxel, "a point"))
+        object.__setattr__(self, "positive", _sign(self.positive, "a point"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"point": list(self.voxel), "positive": self.positive}
+
+    @classmethod
+    def _from_json(cls, value: object, positive: bool, what: str) -> Point:
+        return cls(tuple(_numbers(value, 3, what)), positive)  # type: ignore[arg-type]
+
+    @property
+    def vertices(self) -> list[Voxel]:
+        return [self.voxel]
+
+    def clicks(self) -> list[Point]:
+        return [self]
+
+    def mapped(self, to_voxel: Callable[[np.ndarray], np.ndarray]) -> Point:
+        return Point(tuple(to_voxel(np.asarray(self.voxel, float))), self.positive)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        return f"{'+' if self.positive else '-'}{_fmt(self.voxel)}"
+
+
+@dataclass(frozen=True)
+class Box(Prompt):
+    """An axis-aligned box given by two opposite corners (inclusive voxel indices), kept as its
+    lowest and highest corner; it must be at least one voxel deep along every axis."""
+
+    lo: Voxel
+    hi: Voxel
+
+    kind: ClassVar[str] = "box"
+    outlines_object: ClassVar[bool] = True
+    _form: ClassVar[str] = '{"box": [x0, y0, z0, x1, y1, z1]}'
+
+    def __post_init__(self) -> None:
+        a, b = _voxel(self.lo, "a box corner"), _voxel(self.hi, "a box corner")
+        lo = tuple(min(u, v) for u, v in zip(a, b, strict=True))
+        hi = tuple(max(u, v) for u, v in zip(a, b, strict=True))
+        if any(h - low < 1 for low, h in zip(lo, hi, strict=True)):
+            raise InputError(
+                f"the box {plain(lo)}-{plain(hi)} is empty along an axis; give two opposite "
+                "corners at least one voxel apart on every axis"
+            )
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+
+    @property
+    def center(self) -> Voxel:
+        return tuple((a + b) / 2.0 for a, b in zip(self.lo, self.hi, strict=True))  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": [*self.lo, *self.hi]}
+
+    @classmethod
+    def _from_json(cls, value: object, positive: bool, what: str) -> Box:
+        corners = _numbers(value, 6, what)
+        return cls(tuple(corners[:3]), tuple(corners[3:]))  # type: ignore[arg-type]
+
+    @property
+    def vertices(self) -> list[Voxel]:
+        return [self.lo, self.hi]
+
+    def corners(self) -> tuple[Voxel, Voxel]:
+        return self.lo, self.hi
+
+    def mapped(self, to_voxel: Callable[[np.ndarray], np.ndarray]) -> Box:
+        return Box(
+            tuple(to_voxel(np.asarray(self.lo, float))),  # type: ignore[arg-type]
+            tuple(to_voxel(np.asarray(self.hi, float))),  # type: ignore[arg-type]
+        )
+
+    def describe(self) -> str:
+        return f"box {_fmt(self.lo)}-{_fmt(self.hi)}"
+
+
+@dataclass(frozen=True)
+class _Stroke(Prompt):
+    """A line drawn on one slice: every vertex shares one coordinate, the slice's."""
+
+    path: tuple[Voxel, ...]
+    positive: bool = True
+
+    _min_vertices: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        what = f"a {self.kind}"
+        if not isinstance(self.path, (list, tuple)) or len(self.path) < self._min_vertices:
+            raise InputError(f"{what} needs at least {self._min_vertices} points")
+        path = tuple(_voxel(v, f"{what} point") for v in self.path)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "positive", _sign(self.positive, what))
+        if self.slice_axis is None:
+            raise InputError(
+                f"{what} lies on one slice: one coordinate must be the same for all its points"
+            )
+
+    @property
+    def slice_axis(self) -> int | None:
+        """The axis along which every vertex has the same coordinate (the first, if several)."""
+        coords = np.asarray(self.path, float)
+        flat = [axis for axis in range(3) if np.ptp(coords[:, axis]) < 1e-6]
+        return flat[0] if flat else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.kind: [list(v) for v in self.path], "positive": self.positive}
+
+    @classmethod
+    def _from_json(cls, value: object, positive: bool, what: str) -> Prompt:
+        if not isinstance(value, list):
+            raise InputError(f"{what} takes a list of [x, y, z] points, got {_json_type(value)}")
+        points = [tuple(_numbers(v, 3, f"{what}[{i}]")) for i, v in enumerate(value)]
+        return cls(tuple(points), positive)  # type: ignore[arg-type]
+
+    @property
+    def vertices(self) -> list[Voxel]:
+        return list(self.path)
+
+    def mapped(self, to_voxel: Callable[[np.ndarray], np.ndarray]) -> Prompt:
+        path = tuple(tuple(to_voxel(np.asarray(v, float))) for v in self.path)
+        return type(self)(path, self.positive)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        return f"{self.kind}{'+' if self.positive else '-'} {_fmt(self.path[0])}..{_fmt(self.path[-1])}"
+
+
+@dataclass(frozen=True)
+class Scribble(_Stroke):
+    """A freehand line on one slice, inside the object (positive) or outside it (negative)."""
+
+    kind: ClassVar[str] = "scribble"
+    _form: ClassVar[str] = '{"scribble": [[x, y, z], ...], "positive": true}'
+
+    def clicks(self) -> list[Point]:
+        """Clicks spread evenly along the line by its length, both ends included."""
+        coords = np.asarray(self.path, float)
+        steps = np.linalg.norm(np.diff(coords, axis=0), axis=1)
+        length = np.r_[0.0, np.cumsum(steps)]
+        count = int(np.clip(np.floor(length[-1]) + 1, 1, MAX_CLICKS_PER_STROKE))
+        where = np.linspace(0.0, length[-1], count)
+        samples = np.stack([np.interp(where, length, coords[:, a]) for a in range(3)], axis=1)
+        return [Point(tuple(v), self.positive) for v in samples]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Lasso(_Stroke):
+    """A closed outline on one slice; the region it encloses is inside the object (positive)
+    or outside it (negative)."""
+
+    kind: ClassVar[str] = "lasso"
+    outlines_object: ClassVar[bool] = True
+    _form: ClassVar[str] = '{"lasso": [[x, y, z], ...], "positive": true}'
+    _min_vertices: ClassVar[int] = 3
+
+    def region(self) -> tuple[int, np.ndarray]:
+        """The slice axis and the voxels (N, 3) the outline encloses, its own included."""
+        axis = self.slice_axis
+        assert axis is not None
+        coords = np.asarray(self.path, float)
+        plane = [a for a in range(3) if a != axis]
+        polygon = coords[:, plane]
+        lo = np.floor(polygon.min(0)).astype(int)
+        hi = np.ceil(polygon.max(0)).astype(int)
+        u, v = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
+        inside = _inside_polygon(u.ravel(), v.ravel(), polygon)
+        inside |= _near_outline(u.ravel(), v.ravel(), polygon)
+        voxels = np.zeros((int(inside.sum()), 3), float)
+        voxels[:, plane[0]] = u.ravel()[inside]
+        voxels[:, plane[1]] = v.ravel()[inside]
+        voxels[:, axis] = round(float(coords[0, axis]))
+        return axis, voxels
+
+    def clicks(self) -> list[Point]:
+        """A positive lasso: a click at the region's most interior voxel, and negative clicks
+        spread around it just outside the outline (the object ends there on this slice). A
+        negative lasso: negative clicks spread over the region."""
+        axis, voxels = self.region()
+        if len(voxels) == 0:
+            return [Point(self.anchor, self.positive)]
+        plane = [a for a in range(3) if a != axis]
+        margin = 3
+        uv = voxels[:, plane].astype(int)
+        lo = uv.min(0) - margin
+        grid = np.zeros(tuple(uv.max(0) - lo + 1 + margin), bool)
+        grid[tuple((uv - lo).T)] = True
+        depth = ndimage.distance_transform_edt(np.pad(grid, 1))[1:-1, 1:-1]
+        centre = np.unravel_index(int(np.argmax(depth)), grid.shape)
+        if not self.positive:
+            return _spread(grid, centre, lo, plane, axis, voxels[0, axis], False)
+        inner = ndimage.binary_dilation(grid, iterations=1)
+        ring = ndimage.binary_dilation(grid, iterations=2) & ~inner
+        first = _in_plane(np.asarray([centre]), lo, plane, axis, voxels[0, axis])[0]
+        outside = _spread(
+            ring, None, lo, plane, axis, voxels[0, axis], False, MAX_CLICKS_PER_STROKE - 4
+        )
+        return [Point(first, True), *outside]
+
+    @property
+    def painted(self) -> tuple[np.ndarray, bool]:
+        """The voxels the lasso fills on its slice, and whether they are inside the object."""
+        return self.region()[1], self.positive
+
+
+def _in_plane(
+    coords: np.ndarray, lo: np.ndarray, plane: list[int], axis: int, depth: float
+) -> list[Voxel]:
+    voxels = np.zeros((len(coords), 3), float)
+    voxels[:, plane[0]] = coords[:, 0] + lo[0]
+    voxels[:, plane[1]] = coords[:, 1] + lo[1]
+    voxels[:, axis] = depth
+    return [tuple(float(c) for c in v) for v in voxels]  # type: ignore[misc]
+
+
+def _spread(
+    grid: np.ndarray,
+    start: tuple[int, ...] | None,
+    lo: np.ndarray,
+    plane: list[int],
+    axis: int,
+    depth: float,
+    positive: bool,
+    count: int = MAX_CLICKS_PER_STROKE,
+) -> list[Point]:
+    """Up to ``count`` clicks spread over the pixels of ``grid`` (2-D, offset ``lo``) by
+    farthest-point sampling from ``start`` (default: the first pixel), at least 2 voxels apart."""
+    coords = np.argwhere(grid).astype(float)
+    if len(coords) == 0:
+        return []
+    first = 0 if start is None else int(np.argmin(np.abs(coords - start).sum(1)))
+    chosen = [first]
+    distance = np.linalg.norm(coords - coords[first], axis=1)
+    while len(chosen) < min(count, len(coords)):
+        candidate = int(np.argmax(distance))
+        if distance[candidate] < 2.0:
+            break
+        chosen.append(candidate)
+        distance = np.minimum(distance, np.linalg.norm(coords - coords[candidate], axis=1))
+    return [Point(v, positive) for v in _in_plane(coords[chosen], lo, plane, axis, depth)]
+
+
+@dataclass(frozen=True, eq=False)
+class MaskPrompt(Prompt):
     """A mask the user drew or imported, on the image grid; it seeds the object."""
 
     mask: np.ndarray
 
-    def __hash__(self) -> int:
-        return id(self)
+    kind: ClassVar[str] = "mask"
+    outlines_object: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        mask = np.asarray(self.mask, bool)
+        if mask.ndim != 3 or not mask.any():
+            raise InputError("the mask is empty" if mask.ndim == 3 else "a mask is a 3-D array")
+        object.__setattr__(self, "mask", mask)
+
+    @property
+    def seed_mask(self) -> np.ndarray:
+        return self.mask
+
+    @property
+    def vertices(self) -> list[Voxel]:
+        return [tuple(float(v) for v in np.argwhere(self.mask).mean(0))]  # type: ignore[list-item]
+
+    def check_inside(self, shape: Sequence[int]) -> None:
+        if tuple(self.mask.shape) != tuple(shape):
+            raise InputError(
+                f"the mask's shape {self.mask.shape} differs from the image's {tuple(shape)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A summary only: a mask travels as a file, not as JSON."""
+        return {"mask": {"voxels": int(self.mask.sum())}}
+
+    def mapped(self, to_voxel: Callable[[np.ndarray], np.ndarray]) -> MaskPrompt:
+        return self
+
+    def describe(self) -> str:
+        return f"mask of {int(self.mask.sum())} voxels"
 
 
-Prompt = Point | Box | MaskPrompt
-
-POINT_FORM = '{"point": [x, y, z], "positive": true}'
-BOX_FORM = '{"box": [x0, y0, z0, x1, y1, z1]}'
-
-
-def prompt_to_dict(prompt: Point | Box) -> dict[str, Any]:
-    """The JSON form of a point or a box (see :func:`prompt_from_dict`)."""
-    if isinstance(prompt, Point):
-        return {"point": [float(v) for v in prompt.voxel], "positive": bool(prompt.positive)}
-    if isinstance(prompt, Box):
-        return {"box": [float(v) for v in (*prompt.lo, *prompt.hi)]}
-    raise TypeError(f"{type(prompt).__name__} has no JSON form")
+def _inside_polygon(u: np.ndarray, v: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd rule: whether each point (u, v) lies inside the closed ``polygon`` (N, 2)."""
+    inside = np.zeros(u.shape, bool)
+    a = polygon
+    b = np.roll(polygon, -1, axis=0)
+    for (au, av), (bu, bv) in zip(a, b, strict=True):
+        crosses = (av > v) != (bv > v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = au + (v - av) * (bu - au) / (bv - av)
+        inside ^= crosses & (u < at)
+    return inside
 
 
-def prompt_from_dict(data: object, where: str = "a prompt") -> Point | Box:
-    """A point or a box from its JSON form, checked strictly.
+def _near_outline(u: np.ndarray, v: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Whether each point lies within half a voxel of the outline (so a thin lasso keeps its line)."""
+    near = np.zeros(u.shape, bool)
+    points = np.stack([u, v], axis=1).astype(float)
+    for a, b in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
+        edge = b - a
+        length = float(edge @ edge)
+        t = np.clip(((points - a) @ edge) / length, 0.0, 1.0) if length > 0 else np.zeros(len(u))
+        closest = a + t[:, None] * edge
+        near |= np.linalg.norm(points - closest, axis=1) <= 0.5
+    return near
 
-    ``{"point": [x, y, z], "positive": true}`` (``positive`` optional, true by default) or
-    ``{"box": [x0, y0, z0, x1, y1, z1]}`` (two opposite corners). Coordinates are numbers;
-    ``positive`` is a JSON boolean (the string ``"false"`` is refused, never read as true); any
-    other key is refused, so that a misspelt one is not silently ignored. ``where`` names the
-    prompt in the error message.
-    """
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: a prompt is {POINT_FORM} or {BOX_FORM}, got {_json_type(data)}")
-    kinds = [kind for kind in ("point", "box") if kind in data]
-    if len(kinds) != 1:
+
+def _voxel(value: object, what: str) -> Voxel:
+    try:
+        voxel = np.asarray(value, float)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} needs three numbers, got {value!r}") from None
+    if voxel.shape != (3,) or not np.isfinite(voxel).all():
+        shown = plain(voxel.tolist()) if voxel.dtype.kind == "f" else repr(value)
+        raise InputError(f"{what} needs three finite coordinates, got {shown}")
+    return tuple(float(v) for v in voxel)  # type: ignore[return-value]
+
+
+def _sign(value: object, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
         raise InputError(
-            f"{where}: a prompt has exactly one of 'point' or 'box' ({POINT_FORM} or {BOX_FORM})"
+            f"{what}'s 'positive' must be true or false, got {type(value).__name__} {value!r}"
         )
-    allowed = {"point", "positive"} if kinds[0] == "point" else {"box"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise InputError(
-            f"{where}: unknown key {unknown[0]!r} in a {kinds[0]} prompt; it takes "
-            + (POINT_FORM if kinds[0] == "point" else BOX_FORM)
-        )
-    if kinds[0] == "box":
-        corners = _numbers(data["box"], 6, f"{where}: 'box'")
-        return Box(tuple(corners[:3]), tuple(corners[3:]))  # type: ignore[arg-type]
-    positive = data.get("positive", True)
-    if not isinstance(positive, bool):
-        raise InputError(
-            f"{where}: 'positive' must be true or false (a JSON boolean), got {_json_type(positive)}"
-        )
-    return Point(tuple(_numbers(data["point"], 3, f"{where}: 'point'")), positive)  # type: ignore[arg-type]
+    return bool(value)
+
+
+def _fmt(voxel: Sequence[float]) -> str:
+    return "(" + " ".join(f"{v:g}" for v in voxel) + ")"
 
 
 def _numbers(value: object, count: int, what: str) -> list[float]:
@@ -206,9 +616,20 @@ def next_click_at_random_error(
     return Point(tuple(float(v) for v in voxel), positive=bool(truth[tuple(voxel)]))
 
 
-def bounding_box(mask: np.ndarray) -> Box:
-    """The tight box around a mask, as a user would draw it."""
+def mask_extent(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest voxel index of a mask along each axis (inclusive)."""
     if not mask.any():
-        raise ValueError("cannot draw a box around an empty mask")
+        raise ValueError("a mask with no voxel has no extent")
     where = np.argwhere(mask)
-    return Box(tuple(float(v) for v in where.min(0)), tuple(float(v) for v in where.max(0)))
+    return where.min(0), where.max(0)
+
+
+def bounding_box(mask: np.ndarray) -> Box:
+    """The tight box around a mask, as a user would draw it; along an axis where the mask is one
+    voxel thick, the box reaches that voxel's faces (a box is never flat)."""
+    lo, hi = (np.asarray(v, float) for v in mask_extent(mask))
+    flat = hi - lo < 1
+    upper = np.asarray(mask.shape, float) - 0.5
+    lo = np.where(flat, np.maximum(lo - 0.5, -0.5), lo)
+    hi = np.where(flat, np.minimum(hi + 0.5, upper), hi)
+    return Box(tuple(lo), tuple(hi))  # type: ignore[arg-type]

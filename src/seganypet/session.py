@@ -212,45 +212,49 @@ class Session:
             raise InputError("no image is set; call set_image first")
         return self.objects[self._current]
 
+    @property
+    def current_index(self) -> int:
+        """The index of the current object in :attr:`objects`."""
+        self.current  # noqa: B018 (refuses before set_image)
+        return self._current
+
+    def rename_object(self, index: int, name: str) -> None:
+        if not 0 <= index < len(self.objects):
+            raise InputError(f"there is no object {index}; objects are 0..{len(self.objects) - 1}")
+        if not isinstance(name, str) or not name.strip():
+            raise InputError("an object's name must be a non-empty string")
+        self.objects[index].name = name
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
+
     # ----------------------------------------------------------------- prompts
-    def add_point(self, voxel: Sequence[float], positive: bool = True) -> np.ndarray:
-        """Add a click at a voxel of the input array (floats allowed). Returns the new mask."""
-        self._check_inside(voxel, "point")
-        if not isinstance(positive, (bool, np.bool_)):
-            raise InputError(
-                f"a point's 'positive' must be true or false, got {type(positive).__name__} "
-                f"{positive!r}"
-            )
-        obj = self.current
-        if positive is False and not obj.prompts:
+    def add(self, prompt: Prompt) -> np.ndarray:
+        """Add a prompt (voxel indices of the input array) to the current object. Returns its
+        new mask on the input grid."""
+        view = self._require_image()
+        if not isinstance(prompt, Prompt):
+            raise TypeError(f"a prompt is a seganypet.prompts.Prompt, got {type(prompt).__name__}")
+        prompt.check_inside(view.input_shape)
+        if not prompt.positive and not self.current.prompts:
             raise InputError(
                 "the first prompt of an object must be a positive point, a box or a mask; "
-                "a negative click has nothing to remove yet"
+                f"a negative {prompt.kind} has nothing to remove yet"
             )
-        return self._apply(Point(tuple(float(v) for v in voxel), bool(positive)))
+        return self._apply(prompt)
+
+    def add_point(self, voxel: Sequence[float], positive: bool = True) -> np.ndarray:
+        """Add a click at a voxel of the input array (floats allowed). Returns the new mask."""
+        return self.add(Point(voxel, positive))  # type: ignore[arg-type]
 
     def add_box(self, lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
         """Add a box given by two opposite corners (voxel indices of the input array, inclusive)."""
-        self._check_inside(lo, "box corner")
-        self._check_inside(hi, "box corner")
-        lo_, hi_ = np.minimum(lo, hi), np.maximum(lo, hi)
-        if np.any(hi_ - lo_ < 1):
-            raise InputError(
-                f"the box {plain(tuple(lo_))}-{plain(tuple(hi_))} is empty along an axis; give two opposite corners "
-                "at least one voxel apart on every axis"
-            )
-        return self._apply(Box(tuple(float(v) for v in lo_), tuple(float(v) for v in hi_)))
+        return self.add(Box(lo, hi))  # type: ignore[arg-type]
 
     def add_mask(self, mask: np.ndarray) -> np.ndarray:
         """Seed or replace the current object with a mask on the input grid."""
-        view = self._require_image()
-        if tuple(mask.shape) != view.input_shape:
-            raise InputError(
-                f"the mask's shape {mask.shape} differs from the image's {view.input_shape}"
-            )
-        if not np.asarray(mask).any():
-            raise InputError("the mask is empty")
-        return self._apply(MaskPrompt(np.asarray(mask, bool)))
+        return self.add(MaskPrompt(mask))
 
     def undo(self) -> None:
         """Take back the last prompt (of whichever object it was given to)."""
@@ -306,22 +310,6 @@ class Session:
         if self._view is None:
             raise InputError("no image is set; call set_image first")
         return self._view
-
-    def _check_inside(self, voxel: Sequence[float], what: str) -> None:
-        shape = self._require_image().input_shape
-        try:
-            voxel = np.asarray(voxel, float)
-        except (TypeError, ValueError):
-            raise InputError(f"a {what} needs three numbers, got {voxel!r}") from None
-        if voxel.shape != (3,) or not np.isfinite(voxel).all():
-            raise InputError(
-                f"a {what} needs three finite coordinates, got {plain(voxel.tolist())}"
-            )
-        if np.any(voxel < -0.5) or np.any(voxel > np.asarray(shape) - 0.5):
-            raise InputError(
-                f"the {what} {plain(tuple(voxel))} lies outside the image, whose voxel indices run "
-                f"from (0, 0, 0) to {tuple(int(s) - 1 for s in shape)} (input array axis order)"
-            )
 
     def _apply(self, prompt: Prompt) -> np.ndarray:
         self._history.append((self._current, self.current.snapshot()))
@@ -380,8 +368,8 @@ class Session:
         return Tile(origin=np.where(fits, inside, centred), step=step, size=size, fine=fine)
 
     def _update(self, obj: SegmentedObject, prompt: Prompt) -> None:
-        if isinstance(prompt, MaskPrompt):
-            obj.prior = self._require_image().from_input(prompt.mask)
+        if prompt.seed_mask is not None:
+            obj.prior = self._require_image().from_input(prompt.seed_mask)
             obj.logits = np.where(obj.prior, MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT).astype(
                 np.float32
             )
@@ -391,8 +379,8 @@ class Session:
                 tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
             return
 
-        anchor = self._canonical(prompt.center if isinstance(prompt, Box) else prompt.voxel)
-        rescaled = self._outgrew_small_scale(obj, prompt, anchor)
+        anchor = self._canonical(prompt.anchor)
+        rescaled = self._outgrew_small_scale(obj, prompt)
         if rescaled:
             self._return_to_main_scale(obj)
         margin = self._tile_size(obj.fine) / 8
@@ -405,34 +393,25 @@ class Session:
             targets = [tile]
         for tile in targets:
             self._predict(obj, tile)
-        if len(obj.prompts) == 1 or isinstance(prompt, Box) or rescaled:
+        if len(obj.prompts) == 1 or prompt.outlines_object or rescaled:
             self._cover_whole_object(obj, targets[0])
         self._blend(obj)
-        if len(obj.prompts) == 1 and isinstance(prompt, Point):
+        if len(obj.prompts) == 1 and not prompt.outlines_object:
             self._zoom_into_small_object(obj, anchor)
 
-    def _outgrew_small_scale(
-        self, obj: SegmentedObject, prompt: Prompt, anchor: np.ndarray
-    ) -> bool:
-        """A positive click or a box beyond every tile of an object at the small-object scale
-        says the object is larger than its first mask: the fine tiles could never hold it."""
-        if not (obj.fine or obj.zoom != 1.0):
+    def _outgrew_small_scale(self, obj: SegmentedObject, prompt: Prompt) -> bool:
+        """A positive prompt beyond every tile of an object at the small-object scale says the
+        object is larger than its first mask: the fine tiles could never hold it."""
+        if not (obj.fine or obj.zoom != 1.0) or not prompt.positive:
             return False
-        if isinstance(prompt, Box):
-            corners = [self._canonical(prompt.lo), self._canonical(prompt.hi)]
-            return not any(all(t.contains(c) for c in corners) for t in obj.tiles)
-        return (
-            isinstance(prompt, Point)
-            and prompt.positive
-            and not any(t.contains(anchor) for t in obj.tiles)
-        )
+        vertices = [self._canonical(v) for v in prompt.vertices]
+        return not any(all(t.contains(v) for v in vertices) for t in obj.tiles)
 
     def _return_to_main_scale(self, obj: SegmentedObject) -> None:
         """Predict the object again with the main network at its own spacing, from its first
         prompt, with the mask so far as the previous logits."""
         obj.zoom, obj.fine = 1.0, False
-        first = obj.prompts[0]
-        centre = self._canonical(first.center if isinstance(first, Box) else first.voxel)
+        centre = self._canonical(obj.prompts[0].anchor)
         tile = self._new_tile(centre, self._step())
         if obj.logits is not None:
             tile.low_res_logits = self._low_res_from_canonical(tile, obj.logits)
@@ -463,14 +442,15 @@ class Session:
         """Run the network on one tile with every prompt of the object that falls inside it."""
         points, labels, boxes = [], [], []
         for prompt in obj.prompts:
-            if isinstance(prompt, Point):
-                crop = tile.to_crop(self._canonical(prompt.voxel))
-                if tile.contains(self._canonical(prompt.voxel)):
-                    points.append(crop)
-                    labels.append(1 if prompt.positive else 0)
-            elif isinstance(prompt, Box):
-                corners = np.stack([self._canonical(prompt.lo), self._canonical(prompt.hi)])
-                lo, hi = tile.to_crop(corners.min(0)), tile.to_crop(corners.max(0))
+            for click in prompt.clicks():
+                voxel = self._canonical(click.voxel)
+                if tile.contains(voxel):
+                    points.append(tile.to_crop(voxel))
+                    labels.append(1 if click.positive else 0)
+            corners = prompt.corners()
+            if corners is not None:
+                ends = np.stack([self._canonical(corners[0]), self._canonical(corners[1])])
+                lo, hi = tile.to_crop(ends.min(0)), tile.to_crop(ends.max(0))
                 lo = np.clip(lo, 0, tile.size - 1)
                 hi = np.clip(hi, 0, tile.size - 1)
                 if np.all(hi > lo):
@@ -659,4 +639,12 @@ class Session:
         if obj.prior is not None:
             outside_tiles = ~covered
             logits[outside_tiles & obj.prior] = MASK_PROMPT_LOGIT
+        for prompt in obj.prompts:
+            painted = prompt.painted
+            if painted is None:
+                continue
+            voxels, inside = painted
+            canonical = np.rint(view.voxel_from_input(voxels)).astype(int)
+            within = np.all((canonical >= 0) & (canonical < np.asarray(shape)), axis=1)
+            logits[tuple(canonical[within].T)] = MASK_PROMPT_LOGIT if inside else -MASK_PROMPT_LOGIT
         obj.logits = logits

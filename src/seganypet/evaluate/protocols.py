@@ -80,22 +80,10 @@ class Interaction:
     def prompt_type(self) -> str:
         if not self.prompts:
             return "none"
-        return "/".join(_prompt_type(p) for p in self.prompts)
+        return "/".join(p.type_name for p in self.prompts)
 
     def describe(self) -> str:
-        return " ".join(_describe(p) for p in self.prompts)
-
-
-def _prompt_type(prompt: Point | Box) -> str:
-    if isinstance(prompt, Box):
-        return "box"
-    return "click+" if prompt.positive else "click-"
-
-
-def _describe(prompt: Point | Box) -> str:
-    if isinstance(prompt, Box):
-        return f"box {_fmt(prompt.lo)}-{_fmt(prompt.hi)}"
-    return f"{'+' if prompt.positive else '-'}{_fmt(prompt.voxel)}"
+        return " ".join(p.describe() for p in self.prompts)
 
 
 def _fmt(voxel: Sequence[float]) -> str:
@@ -206,7 +194,7 @@ class BoxThenClicksUser(SimulatedUser):
 
     def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
         if step == 1:
-            return Interaction((drawable_box(self.truth),))
+            return Interaction((bounding_box(self.truth),))
         return self._error_centre_click(prediction)
 
 
@@ -261,20 +249,6 @@ def make_user(
             raise ValueError("the autopet protocol needs the SUV image for its background clicks")
         return AutoPetUser(truth, spacing, suv, steps, rng)
     raise InputError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-
-
-# ------------------------------------------------------------------------------ boxes
-
-
-def drawable_box(truth: np.ndarray) -> Box:
-    """The tight box of ``truth``, an axis one voxel thick widened to that voxel's faces."""
-    box = bounding_box(truth)
-    lo, hi = np.asarray(box.lo), np.asarray(box.hi)
-    flat = hi - lo < 1
-    upper = np.asarray(truth.shape, float) - 0.5
-    lo = np.where(flat, np.maximum(lo - 0.5, -0.5), lo)
-    hi = np.where(flat, np.minimum(hi + 0.5, upper), hi)
-    return Box(_floats(lo), _floats(hi))
 
 
 # ------------------------------------------------------------------------------ autoPET clicks

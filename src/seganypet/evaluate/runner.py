@@ -46,7 +46,7 @@ from seganypet.evaluate.table import StepRow, StepTable
 from seganypet.image import PetImage
 from seganypet.io.atomic import write_text_atomic
 from seganypet.model.network import PromptableNetwork
-from seganypet.prompts import Box, Point, hottest_voxel
+from seganypet.prompts import hottest_voxel
 from seganypet.session import Session
 
 BASELINE_STEPS = 1
@@ -285,10 +285,7 @@ def run_model_steps(
             continue
         start = time.perf_counter()
         for prompt in interaction.prompts:
-            if isinstance(prompt, Box):
-                session.add_box(prompt.lo, prompt.hi)
-            elif isinstance(prompt, Point):
-                session.add_point(prompt.voxel, positive=prompt.positive)
+            session.add(prompt)
         prediction = np.asarray(session.mask, dtype=bool)
         seconds = time.perf_counter() - start
         metrics = step_metrics(

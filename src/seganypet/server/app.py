@@ -22,9 +22,7 @@ import os
 import re
 import secrets
 import shutil
-import threading
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,13 +31,24 @@ import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, StrictBool
 
 from seganypet.errors import InputError
-from seganypet.image import PetImage
-from seganypet.io import load_image
-from seganypet.prompts import Box, Point
-from seganypet.server.journal import Journal
+from seganypet.prompts import Prompt
+from seganypet.server.registry import (
+    DEFAULT_MAX_OPEN,
+    StudyRegistry,
+    UnknownStudy,
+    label_map_rle,
+)
+from seganypet.server.schemas import (
+    PROMPT_BODY,
+    NewObject,
+    OpenStudy,
+    RenameObject,
+    SavedFile,
+    SaveIn,
+    SessionInfo,
+)
 from seganypet.server.studies import (
     UploadTooLarge,
     list_studies,
@@ -47,7 +56,6 @@ from seganypet.server.studies import (
     resolve_under,
     upload_suffix,
 )
-from seganypet.session import Session
 
 log = logging.getLogger("seganypet.server")
 
@@ -61,104 +69,6 @@ STATIC_TYPES = {
 }
 SAVED_NAME = re.compile(r"^[A-Za-z0-9._-]+\.(nii\.gz|dcm)$")
 
-Voxel = Annotated[list[float], Field(min_length=3, max_length=3)]
-
-
-# ---------------------------------------------------------------------------- request/response
-class OpenStudy(BaseModel):
-    study: str = Field(description="path of a NIfTI file or DICOM folder, relative to --data")
-
-
-class PointIn(BaseModel):
-    voxel: Voxel = Field(description="voxel indices of the input array (floats allowed)")
-    positive: StrictBool = Field(True, description="false for a click outside the object")
-
-
-class BoxIn(BaseModel):
-    lo: Voxel = Field(description="one corner, voxel indices of the input array")
-    hi: Voxel = Field(description="the opposite corner (inclusive)")
-
-
-class NewObject(BaseModel):
-    name: str | None = Field(None, max_length=200)
-
-
-class RenameObject(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-
-
-class SaveIn(BaseModel):
-    format: Literal["nifti", "dicom-seg"] | None = Field(
-        None, description="default: dicom-seg for a DICOM input, nifti otherwise"
-    )
-
-
-class PromptOut(BaseModel):
-    kind: Literal["point", "box", "mask"]
-    voxel: list[float] | None = Field(None, description="a point's voxel (input array indices)")
-    positive: bool | None = Field(None, description="a point's sign")
-    lo: list[float] | None = Field(None, description="a box's first corner")
-    hi: list[float] | None = Field(None, description="a box's opposite corner")
-
-
-class ObjectInfo(BaseModel):
-    index: int
-    label: int
-    name: str
-    prompts: int
-    prompt_list: list[PromptOut] = Field(
-        default_factory=list, description="the object's prompts, oldest first (for the viewer)"
-    )
-    voxels: int
-    volume_ml: float
-
-
-class SessionInfo(BaseModel):
-    session_id: str
-    study: str
-    shape: list[int]
-    spacing_mm: list[float]
-    affine: list[list[float]]
-    units: str
-    dicom: bool
-    current: int
-    objects: list[ObjectInfo]
-    can_undo: bool
-    replayed: int = Field(0, description="operations replayed from the journal when opened")
-
-
-class SavedFile(BaseModel):
-    file: str
-    format: str
-    path: str
-    download: str
-
-
-# ---------------------------------------------------------------------------- state
-@dataclass
-class StudyState:
-    key: str
-    session_id: str
-    name: str
-    image_path: Path
-    session: Session
-    journal: Journal
-    image: PetImage = field(repr=False)  # as loaded: the grid of every voxel index and mask
-    replayed: int = 0
-    image_bytes: bytes | None = field(default=None, repr=False)
-
-
-def _session_id(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _prompt_out(prompt: Any) -> PromptOut:
-    if isinstance(prompt, Point):
-        return PromptOut(kind="point", voxel=list(prompt.voxel), positive=prompt.positive)
-    if isinstance(prompt, Box):
-        return PromptOut(kind="box", lo=list(prompt.lo), hi=list(prompt.hi))
-    return PromptOut(kind="mask")
-
 
 def _json_default(value: object) -> object:
     if hasattr(value, "tolist"):
@@ -166,26 +76,6 @@ def _json_default(value: object) -> object:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
-
-
-def label_map_rle(labels: np.ndarray) -> dict[str, Any]:
-    """Run-length code of a label map in Fortran order (first axis fastest, as NIfTI stores it):
-    ``runs`` alternates value and count."""
-    flat = np.asarray(labels).ravel(order="F")
-    if flat.size == 0:
-        return {"shape": list(labels.shape), "order": "F", "runs": []}
-    starts = np.r_[0, np.flatnonzero(np.diff(flat)) + 1]
-    counts = np.diff(np.r_[starts, flat.size])
-    runs = np.empty(2 * len(starts), np.int64)
-    runs[0::2] = flat[starts]
-    runs[1::2] = counts
-    return {"shape": list(labels.shape), "order": "F", "runs": runs.tolist()}
-
-
-def decode_rle(payload: dict[str, Any]) -> np.ndarray:
-    runs = np.asarray(payload["runs"], np.int64)
-    flat = np.repeat(runs[0::2], runs[1::2]).astype(np.uint16)
-    return flat.reshape(payload["shape"], order="F")
 
 
 def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
@@ -210,13 +100,15 @@ def create_app(
     *,
     work_dir: str | os.PathLike | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1_000_000,
+    max_open_studies: int = DEFAULT_MAX_OPEN,
 ) -> FastAPI:
     """The application serving studies under ``data_dir`` with ``model``.
 
     ``model`` is a :class:`~seganypet.model.network.PromptableNetwork` or a checkpoint path for
     :func:`~seganypet.model.load_model`. ``token`` is required on every request. Journals,
     uploads and saved masks go to ``work_dir`` (default: :func:`default_work_dir`, outside the
-    data folder, which may be read-only and is the user's, not ours).
+    data folder, which may be read-only and is the user's, not ours). At most
+    ``max_open_studies`` studies stay in memory; one let go of reopens from its journal.
     """
     if not token or len(token) < 8:
         raise InputError("the server needs a token of at least 8 characters")
@@ -232,9 +124,12 @@ def create_app(
 
         small_object_network = load_small_object_model(model)
         model = load_model(model)
-    network = model
-    lock = threading.RLock()
-    states: dict[str, StudyState] = {}
+    registry = StudyRegistry(
+        model,
+        work / "journals",
+        small_object_network=small_object_network,
+        max_open=max_open_studies,
+    )
     expected = token.encode()
 
     app = FastAPI(
@@ -250,7 +145,7 @@ def create_app(
     )
     app.state.data_dir = data_root
     app.state.work_dir = work
-    app.state.states = states
+    app.state.registry = registry
 
     # ------------------------------------------------------------------ safety
     @app.middleware("http")
@@ -314,113 +209,18 @@ def create_app(
             status_code=500,
         )
 
-    # ------------------------------------------------------------------ helpers
-    def get_state(session_id: str) -> StudyState:
-        for state in states.values():
-            if state.session_id == session_id:
-                return state
-        raise HTTPException(404, f"no open session {session_id!r}; open the study first")
-
-    def apply(state: StudyState, op: dict[str, Any]) -> None:
-        session = state.session
-        kind = op["op"]
-        if kind == "point":
-            session.add_point(op["voxel"], positive=op["positive"])
-        elif kind == "box":
-            session.add_box(op["lo"], op["hi"])
-        elif kind == "undo":
-            session.undo()
-        elif kind == "reset":
-            session.reset()
-        elif kind == "new_object":
-            session.new_object(op.get("name"))
-        elif kind == "select":
-            session.select_object(op["index"])
-        elif kind == "rename":
-            index = op["index"]
-            if not 0 <= index < len(session.objects):
-                raise InputError(f"there is no object {index}")
-            session.objects[index].name = op["name"]
-        else:
-            raise ValueError(f"unknown journal operation {kind!r}")
-
-    def interact(session_id: str, op: dict[str, Any]) -> SessionInfo:
-        with lock:
-            state = get_state(session_id)
-            state.journal.append(op)  # on disk before it is applied
-            apply(state, op)
-            return info(state)
-
-    def info(state: StudyState) -> SessionInfo:
-        session, image = state.session, state.image
-        objects = []
-        for index, obj in enumerate(session.objects):
-            voxels = int(session.object_mask(index).sum()) if obj.logits is not None else 0
-            objects.append(
-                ObjectInfo(
-                    index=index,
-                    label=index + 1,
-                    name=obj.name,
-                    prompts=len(obj.prompts),
-                    prompt_list=[_prompt_out(prompt) for prompt in obj.prompts],
-                    voxels=voxels,
-                    volume_ml=voxels * image.voxel_volume_ml,
-                )
-            )
-        return SessionInfo(
-            session_id=state.session_id,
-            study=state.name,
-            shape=list(image.shape),
-            spacing_mm=list(image.spacing),
-            affine=np.asarray(image.affine).tolist(),
-            units=image.units,
-            dicom=image.dicom_headers is not None,
-            current=session._current,
-            objects=objects,
-            can_undo=bool(session._history),
-            replayed=state.replayed,
+    @app.exception_handler(UnknownStudy)
+    async def unknown_study(request: Request, exc: UnknownStudy):
+        return JSONResponse(
+            {"detail": f"no open session {exc.args[0]!r}; open the study first"}, status_code=404
         )
-
-    def open_study(key: str, name: str, image_path: Path) -> StudyState:
-        with lock:
-            if key in states:
-                return states[key]
-            image = load_image(image_path)
-            session = Session(network, small_object_network=small_object_network)
-            session.set_image(image)
-            journal = Journal(work / "journals" / f"{_session_id(key)}.jsonl")
-            header = {
-                "study": key,
-                "name": name,
-                "shape": list(image.shape),
-                "affine": np.asarray(image.affine).tolist(),
-            }
-            # the study's own grid, not the session's RAS working copy (Session.image)
-            state = StudyState(key, _session_id(key), name, image_path, session, journal, image)
-            previous, ops = journal.read()
-            if previous is not None and _same_study(previous, header):
-                for op in ops:
-                    try:
-                        apply(state, op)
-                    except InputError:
-                        pass  # refused when it was made, and refused again: no change
-                    except Exception:  # a failed prompt was rolled back live too
-                        log.exception("replaying %s of %s", op.get("op"), name)
-                state.replayed = len(ops)
-            else:
-                if journal.exists():
-                    moved = journal.set_aside("stale")
-                    log.warning("%s: the image changed; its old journal is kept at %s", name, moved)
-                journal.start(header)
-            states[key] = state
-            return state
 
     # ------------------------------------------------------------------ endpoints
     @app.get("/api/health", tags=["server"])
     def health() -> dict[str, Any]:
         from seganypet import __version__
 
-        return {"status": "ok", "version": __version__, "open_sessions": len(states)}
+        return {"status": "ok", "version": __version__, "open_sessions": len(registry)}
 
     @app.get("/api/studies", tags=["studies"])
     def studies() -> list[dict[str, str]]:
@@ -434,9 +234,7 @@ def create_app(
         relative = path.relative_to(data_root).as_posix()
         if path.is_relative_to(work):
             raise InputError(f"{body.study!r}: the server's work folder is not a study")
-        state = open_study(f"data:{relative}", relative, path)
-        with lock:
-            return info(state)
+        return registry.open(f"data:{relative}", relative, path).info()
 
     @app.post(
         "/api/sessions/upload",
@@ -464,52 +262,50 @@ def create_app(
         name = Path(filename).name
         upload_names[sha] = name
         try:
-            state = await run_in_threadpool(open_study, f"upload:{sha}", name, path)
+            study = await run_in_threadpool(registry.open, f"upload:{sha}", name, path)
         except Exception:
-            with lock:
-                if f"upload:{sha}" not in states:
-                    shutil.rmtree(work / "uploads" / sha, ignore_errors=True)
+            if not registry.is_open(f"upload:{sha}"):
+                shutil.rmtree(work / "uploads" / sha, ignore_errors=True)
             raise
-        with lock:
-            return info(state)
+        return await run_in_threadpool(study.info)
 
     @app.get("/api/sessions/{session_id}", tags=["session"])
     def session_info(session_id: str) -> SessionInfo:
-        with lock:
-            return info(get_state(session_id))
+        return registry.get(session_id).info()
 
     @app.get("/api/sessions/{session_id}/image", tags=["session"], response_class=Response)
     def image_nifti(session_id: str) -> Response:
         """The image in SUV as gzipped NIfTI (float32), for the viewer."""
-        with lock:
-            state = get_state(session_id)
-            if state.image_bytes is None:
-                state.image_bytes = _nifti_bytes(state.image.array, state.image.affine)
-            data = state.image_bytes
+        study = registry.get(session_id)
+        with study.lock:
+            if study.image_bytes is None:
+                study.image_bytes = _nifti_bytes(study.image.array, study.image.affine)
+            data = study.image_bytes
         return Response(
             data,
             media_type="application/gzip",
             headers={"Content-Disposition": 'attachment; filename="image.nii.gz"'},
         )
 
-    @app.post("/api/sessions/{session_id}/points", tags=["prompts"])
-    def add_point(session_id: str, body: PointIn) -> SessionInfo:
-        """A click on the current object (the first one of an object must be positive)."""
-        return interact(session_id, {"op": "point", "voxel": body.voxel, "positive": body.positive})
-
-    @app.post("/api/sessions/{session_id}/boxes", tags=["prompts"])
-    def add_box(session_id: str, body: BoxIn) -> SessionInfo:
-        return interact(session_id, {"op": "box", "lo": body.lo, "hi": body.hi})
+    @app.post("/api/sessions/{session_id}/prompts", tags=["prompts"])
+    def add_prompt(
+        session_id: str, body: Annotated[dict[str, Any], Body(**PROMPT_BODY)]
+    ) -> SessionInfo:
+        """A prompt for the current object (the first one of an object must be positive). The
+        answer carries what the viewer needs: the label map where it changed, and the
+        statistics."""
+        prompt = Prompt.from_dict(body, "the prompt")
+        return registry.get(session_id).apply({"op": "prompt", "prompt": prompt.to_dict()})
 
     @app.post("/api/sessions/{session_id}/undo", tags=["prompts"])
     def undo(session_id: str) -> SessionInfo:
         """Take back the last prompt, of whichever object."""
-        return interact(session_id, {"op": "undo"})
+        return registry.get(session_id).apply({"op": "undo"})
 
     @app.post("/api/sessions/{session_id}/reset", tags=["prompts"])
     def reset(session_id: str) -> SessionInfo:
         """Clear every prompt of the current object (undo brings them back)."""
-        return interact(session_id, {"op": "reset"})
+        return registry.get(session_id).apply({"op": "reset"})
 
     @app.post("/api/sessions/{session_id}/objects", tags=["objects"])
     def new_object(
@@ -517,15 +313,15 @@ def create_app(
     ) -> SessionInfo:
         """Start a new object; it becomes the current one."""
         name = body.name if body is not None else None
-        return interact(session_id, {"op": "new_object", "name": name})
+        return registry.get(session_id).apply({"op": "new_object", "name": name})
 
     @app.post("/api/sessions/{session_id}/objects/{index}/select", tags=["objects"])
     def select_object(session_id: str, index: int) -> SessionInfo:
-        return interact(session_id, {"op": "select", "index": index})
+        return registry.get(session_id).apply({"op": "select", "index": index})
 
     @app.patch("/api/sessions/{session_id}/objects/{index}", tags=["objects"])
     def rename_object(session_id: str, index: int, body: RenameObject) -> SessionInfo:
-        return interact(session_id, {"op": "rename", "index": index, "name": body.name})
+        return registry.get(session_id).apply({"op": "rename", "index": index, "name": body.name})
 
     @app.get("/api/sessions/{session_id}/mask", tags=["results"])
     def mask(
@@ -537,16 +333,16 @@ def create_app(
     ) -> Response:
         """The label map (object i has label i + 1; a later object wins where they overlap), or
         one object's mask (1 inside): gzipped NIfTI, or run-length JSON in Fortran order."""
-        with lock:
-            state = get_state(session_id)
+        study = registry.get(session_id)
+        with study.lock:
             if object is None:
-                labels, names = state.session.label_map()
+                labels, names = study.label_map()
             else:
-                if not 0 <= object < len(state.session.objects):
+                if not 0 <= object < len(study.session.objects):
                     raise InputError(f"there is no object {object}")
-                labels = state.session.object_mask(object).astype(np.uint8)
-                names = {1: state.session.objects[object].name}
-            image = state.image
+                labels = study.session.object_mask(object).astype(np.uint8)
+                names = {1: study.session.objects[object].name}
+            image = study.image
         if format == "nifti":
             dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
             return Response(
@@ -556,18 +352,13 @@ def create_app(
             )
         payload = label_map_rle(labels)
         payload["names"] = {str(k): v for k, v in names.items()}
+        payload["lo"], payload["hi"] = [0, 0, 0], [int(n) - 1 for n in labels.shape]
         return JSONResponse(payload)
 
     @app.get("/api/sessions/{session_id}/stats", tags=["results"])
     def stats(session_id: str) -> Response:
         """SUVmax, SUVpeak, SUVmean, MTV and TLG per object (and per connected lesion)."""
-        from seganypet.quant import quantify
-
-        with lock:
-            state = get_state(session_id)
-            labels, names = state.session.label_map()
-            image = state.image
-        report = quantify(image, labels, label_names=names).to_dict()
+        report = registry.get(session_id).stats()
         return Response(json.dumps(report, default=_json_default), media_type="application/json")
 
     @app.post("/api/sessions/{session_id}/save", tags=["results"])
@@ -575,10 +366,9 @@ def create_app(
         """Write the label map (NIfTI) or a DICOM SEG (DICOM inputs) to the work folder."""
         from seganypet.io.masks import save_mask
 
-        with lock:
-            state = get_state(session_id)
-            labels, names = state.session.label_map()
-            image = state.image
+        study = registry.get(session_id)
+        labels, names = study.label_map()
+        image = study.image
         fmt = (body.format if body is not None else None) or (
             "dicom-seg" if image.dicom_headers is not None else "nifti"
         )
@@ -586,7 +376,7 @@ def create_app(
             raise InputError("a DICOM SEG needs a DICOM input; save this study as nifti")
         if not names:
             raise InputError("there is nothing to save yet: no object has a mask")
-        name = state.name.removesuffix(".gz").removesuffix(".nii").removesuffix(".zip")
+        name = study.name.removesuffix(".gz").removesuffix(".nii").removesuffix(".zip")
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
         filename = f"{stem.strip('._') or 'study'}_seg" + (
             ".dcm" if fmt == "dicom-seg" else ".nii.gz"
@@ -604,7 +394,7 @@ def create_app(
     )
     def download(session_id: str, filename: str) -> FileResponse:
         """A file written by save."""
-        get_state(session_id)
+        registry.get(session_id)
         if not SAVED_NAME.match(filename):
             raise HTTPException(404, "no such saved file")
         path = work / "outputs" / session_id / filename
@@ -633,11 +423,3 @@ def create_app(
         return FileResponse(file, media_type=STATIC_TYPES[file.suffix])
 
     return app
-
-
-def _same_study(previous: dict[str, Any], header: dict[str, Any]) -> bool:
-    return (
-        previous.get("study") == header["study"]
-        and previous.get("shape") == header["shape"]
-        and np.allclose(previous.get("affine", np.zeros((4, 4))), header["affine"], atol=1e-4)
-    )

@@ -2,9 +2,9 @@
 
 >>> client = Client("http://127.0.0.1:8000", token="...")
 >>> study = client.open("patient1/pet.nii.gz")          # a path under the server's --data
->>> client.add_point((60, 72, 101))                       # voxel indices of the input array
->>> labels = client.mask()                                # uint16 label map on the input grid
->>> client.stats()["labels"][0]["suv_max"]
+>>> answer = client.add({"point": [60, 72, 101]})         # voxel indices of the input array
+>>> labels = client.labels                                # uint16 label map on the input grid
+>>> answer["stats"]["labels"][0]["suv_max"]               # one request per prompt
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class Client:
         self.token = token
         self.timeout = timeout
         self.session_id: str | None = None
+        #: the study's label map, kept up to date from each answer's change (no extra request)
+        self.labels: np.ndarray | None = None
 
     # ------------------------------------------------------------------ transport
     def request(
@@ -91,6 +93,7 @@ class Client:
         """Open a study under the server's data folder (replaying its journal)."""
         info = self._json("POST", "/api/sessions", {"study": study})
         self.session_id = info["session_id"]
+        self.labels = self.mask()
         return info
 
     def upload(self, path: str | os.PathLike) -> dict[str, Any]:
@@ -110,34 +113,51 @@ class Client:
             self.request("POST", "/api/sessions/upload", params={"filename": filename}, raw=data)
         )
         self.session_id = info["session_id"]
+        self.labels = self.mask()
         return info
 
     def info(self) -> dict[str, Any]:
         return self._json("GET", self._session())
 
     # ------------------------------------------------------------------ prompts
+    def add(self, prompt: dict[str, Any]) -> dict[str, Any]:
+        """Send one prompt in its JSON form (see :class:`seganypet.prompts.Prompt`); the answer
+        updates :attr:`labels` where the label map changed."""
+        return self._changed(self._json("POST", self._session("/prompts"), prompt))
+
     def add_point(self, voxel: Sequence[float], positive: bool = True) -> dict[str, Any]:
-        body = {"voxel": [float(v) for v in voxel], "positive": bool(positive)}
-        return self._json("POST", self._session("/points"), body)
+        return self.add({"point": [float(v) for v in voxel], "positive": bool(positive)})
 
     def add_box(self, lo: Sequence[float], hi: Sequence[float]) -> dict[str, Any]:
-        body = {"lo": [float(v) for v in lo], "hi": [float(v) for v in hi]}
-        return self._json("POST", self._session("/boxes"), body)
+        return self.add({"box": [float(v) for v in (*lo, *hi)]})
 
     def undo(self) -> dict[str, Any]:
-        return self._json("POST", self._session("/undo"))
+        return self._changed(self._json("POST", self._session("/undo")))
 
     def reset(self) -> dict[str, Any]:
-        return self._json("POST", self._session("/reset"))
+        return self._changed(self._json("POST", self._session("/reset")))
 
     def new_object(self, name: str | None = None) -> dict[str, Any]:
-        return self._json("POST", self._session("/objects"), {"name": name})
+        return self._changed(self._json("POST", self._session("/objects"), {"name": name}))
 
     def select_object(self, index: int) -> dict[str, Any]:
-        return self._json("POST", self._session(f"/objects/{int(index)}/select"))
+        return self._changed(self._json("POST", self._session(f"/objects/{int(index)}/select")))
 
     def rename_object(self, index: int, name: str) -> dict[str, Any]:
-        return self._json("PATCH", self._session(f"/objects/{int(index)}"), {"name": name})
+        return self._changed(
+            self._json("PATCH", self._session(f"/objects/{int(index)}"), {"name": name})
+        )
+
+    def _changed(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Apply a response's label-map change to :attr:`labels`."""
+        change = info.get("change")
+        if change is not None and self.labels is not None:
+            box = tuple(slice(a, b + 1) for a, b in zip(change["lo"], change["hi"], strict=True))
+            runs = np.asarray(change["runs"], np.int64)
+            shape = [b - a + 1 for a, b in zip(change["lo"], change["hi"], strict=True)]
+            flat = np.repeat(runs[0::2], runs[1::2]).astype(np.uint16)
+            self.labels[box] = flat.reshape(shape, order="F")
+        return info
 
     # ------------------------------------------------------------------ results
     def mask(self, object: int | None = None) -> np.ndarray:

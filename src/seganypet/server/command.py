@@ -87,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         token,
         work_dir=args.work,
         max_upload_bytes=int(args.max_upload_mb * 1_000_000),
+        max_open_studies=args.max_studies,
     )
     url = server_url(args.host, args.port)
     print(
@@ -138,6 +139,13 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         type=float,
         default=2048,
         help="largest accepted upload in MB (default 2048)",
+    )
+    p.add_argument(
+        "--max-studies",
+        type=whole_number_at_least(1),
+        default=4,
+        help="studies held in memory at once (default 4); the least recently used is let go "
+        "and reopens from its journal when it is next asked for",
     )
     p.add_argument("--threads", type=whole_number_at_least(1), help=THREADS_HELP)
     p.add_argument(

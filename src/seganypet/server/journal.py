@@ -1,7 +1,8 @@
 """A per-study journal of interactions: JSON lines, each flushed and fsynced before it is applied.
 
 The first line describes the study (its key and the image's shape and affine); every later line is
-one operation (``point``, ``box``, ``undo``, ``reset``, ``new_object``, ``select``, ``rename``).
+one operation (``prompt``, ``undo``, ``reset``, ``new_object``, ``select``, ``rename``); a
+``prompt`` holds the prompt in its one JSON form (:meth:`seganypet.prompts.Prompt.to_dict`).
 Replaying the operations in order on a fresh session gives back the same objects and masks:
 the network is deterministic, and an operation the session refused (an :class:`InputError`) is
 refused again on replay and changes nothing.
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
 
 
 def _fsync_dir(path: Path) -> None:
@@ -60,7 +61,7 @@ class Journal:
                 records.append(json.loads(line))
         if not records or records[0].get("op") != "open":
             return None, records
-        return records[0], records[1:]
+        return records[0], [_upgraded(record) for record in records[1:]]
 
     def start(self, header: dict[str, Any]) -> None:
         """Begin a new journal with ``header`` (an existing one must have been set aside)."""
@@ -95,3 +96,13 @@ class Journal:
 
 def _line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _upgraded(record: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 ``point`` or ``box`` operation as the ``prompt`` operation it now is."""
+    if record.get("op") == "point" and "voxel" in record:
+        prompt = {"point": record["voxel"], "positive": record.get("positive", True)}
+        return {"op": "prompt", "prompt": prompt}
+    if record.get("op") == "box" and "lo" in record and "hi" in record:
+        return {"op": "prompt", "prompt": {"box": [*record["lo"], *record["hi"]]}}
+    return record

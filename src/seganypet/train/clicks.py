@@ -27,9 +27,9 @@ import torch.nn.functional as F
 
 from seganypet.prompts import (
     Point,
-    bounding_box,
     hottest_voxel,
     largest_error_region,
+    mask_extent,
     most_interior_voxel,
     next_click_at_random_error,
 )
@@ -119,8 +119,7 @@ def first_click(
 def jittered_box(target: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
     """The target's bounding box, each corner moved by up to ``jitter`` x the box extent
     (at least one voxel), kept inside the crop: ``(2, 3)`` inclusive corners."""
-    box = bounding_box(target)
-    lo, hi = np.asarray(box.lo), np.asarray(box.hi)
+    lo, hi = mask_extent(target)
     reach = np.maximum(1, np.round(jitter * (hi - lo + 1))).astype(np.int64)
     lo = lo + rng.integers(-reach, reach + 1)
     hi = hi + rng.integers(-reach, reach + 1)

@@ -4,7 +4,9 @@
 // (a second NiiVue canvas whose 3D view runs our own ray-casting shader; it can be turned by
 // dragging, and it catches up with a new mask just after the slices, so a click is answered as
 // soon as the slices show it). Prompts: click = positive point, shift+click = negative point; a
-// 3D box is a rectangle dragged on one view plus its depth dragged on another. Left-button events
+// 3D box is a rectangle dragged on one view plus its depth dragged on another; a scribble is a
+// line and a lasso a closed outline dragged on one view (shift: negative). Each prompt is one
+// request, whose answer carries the labels where they changed and the new statistics. Left-button events
 // on the slice views are ours (NiiVue never sees them); the wheel and the right button go to
 // NiiVue (slices, SUV window).
 import { Niivue, SHOW_RENDER, SLICE_TYPE, cmapper } from "niivue";
@@ -36,6 +38,14 @@ let stats = null; // the last statistics report
 let mode = "point";
 let press = null; // the left-button press being handled by us
 let draft = null; // a box being drawn: {rect: {view, a, b}, depth: [lo, hi] | null}
+let stroke = null; // a scribble or lasso being drawn: {tile, points: [mm], positive}
+const MODES = ["point", "box", "scribble", "lasso"];
+const MODE_HINTS = {
+  point: "",
+  box: "Drag a rectangle around the object on any view.",
+  scribble: "Drag a line inside the object on one view (shift: outside it).",
+  lasso: "Drag around the object on one view to outline it (shift: a region outside it).",
+};
 let chain = Promise.resolve(); // server calls run one after another, in order
 const timings = []; // click round trips, ms: pointer event -> new mask drawn
 const phases = []; // where each round trip went, ms
@@ -355,12 +365,16 @@ function drawMarks() {
     info.objects.forEach((o) => {
       const [r, gr, b] = objectColour(o.index);
       for (const p of o.prompt_list) {
-        if (p.kind === "box") {
-          const range = boxWorldRange(p.lo, p.hi);
+        if (p.box) {
+          const range = boxWorldRange(p.box.slice(0, 3), p.box.slice(3));
           if (!onSlice(...range[depthAxis])) continue;
           strokeBox(g, s, range, `rgb(${r},${gr},${b})`, dpr, o.index === info.current ? [] : [4 * dpr, 4 * dpr]);
-        } else if (p.kind === "point") {
-          const mm = voxelToWorld(p.voxel);
+        } else if (p.scribble || p.lasso) {
+          const path = (p.scribble || p.lasso).map(voxelToWorld);
+          if (!path.every((mm) => onSlice(mm[depthAxis], mm[depthAxis]))) continue;
+          strokePath(g, s, path, Boolean(p.lasso), p.positive ? POSITIVE : NEGATIVE, dpr);
+        } else if (p.point) {
+          const mm = voxelToWorld(p.point);
           if (!onSlice(mm[depthAxis], mm[depthAxis])) continue;
           const [x, y] = mmToCanvas(s, mm);
           // a ring (the mask under it stays visible) with + or - beside it
@@ -379,9 +393,26 @@ function drawMarks() {
         }
       }
     });
+    if (stroke && stroke.tile.axCorSag === s.axCorSag) {
+      strokePath(g, s, stroke.points, mode === "lasso", stroke.positive ? POSITIVE : NEGATIVE, dpr, [5 * dpr, 3 * dpr]);
+    }
     if (draft) drawDraft(g, s, dpr);
     g.restore();
   }
+}
+
+function strokePath(g, s, path, closed, colour, dpr, dash = []) {
+  if (path.length < 2) return;
+  g.setLineDash(dash);
+  for (const [width, style] of [[3.5 * dpr, "#000"], [1.8 * dpr, colour]]) {
+    g.lineWidth = width;
+    g.strokeStyle = style;
+    g.beginPath();
+    path.forEach((mm, i) => { const [x, y] = mmToCanvas(s, mm); if (i) g.lineTo(x, y); else g.moveTo(x, y); });
+    if (closed) g.closePath();
+    g.stroke();
+  }
+  g.setLineDash([]);
 }
 
 function boxWorldRange(lo, hi) {
@@ -462,34 +493,35 @@ function drawingOrder(image) {
 }
 
 const lastMask = { fetched: 0, drawn: 0 };
-async function refreshMask() {
+async function refreshMask() { // the whole label map, when a study opens
   const payload = await (await api("GET", `/api/sessions/${sid}/mask?format=rle`)).json();
+  applyLabels(payload);
+}
+
+function applyLabels(region) {
+  // write a region of the label map (an inclusive box, its labels run-length coded in Fortran
+  // order) into the drawing; the whole map is the region of the whole volume
   lastMask.fetched = performance.now();
-  const runs = payload.runs;
-  const size = payload.shape.reduce((x, y) => x * y, 1);
-  if (!nv.drawBitmap || nv.drawBitmap.length !== size) return;
+  if (!region || !nv.drawBitmap) return;
+  const [nx, ny, nz] = info.shape;
+  if (nv.drawBitmap.length !== nx * ny * nz) return;
   const labels = nativeOfDrawing ? labelsNative : nv.drawBitmap;
-  const [nx, ny] = payload.shape;
-  const lo = [Infinity, Infinity, Infinity];
-  const hi = [-1, -1, -1];
-  let at = 0;
+  const { lo, hi, runs } = region;
+  const [bx, by] = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1];
+  let at = 0; // position inside the box
   for (let r = 0; r < runs.length; r += 2) {
-    const [value, count] = [Math.min(255, runs[r]), runs[r + 1]];
-    labels.fill(value, at, at + count);
-    if (value) { // grow the box around the objects (Fortran order: first axis fastest)
-      const first = [at % nx, Math.floor(at / nx) % ny, Math.floor(at / (nx * ny))];
-      const end = at + count - 1;
-      const final = [end % nx, Math.floor(end / nx) % ny, Math.floor(end / (nx * ny))];
-      const sameRow = first[1] === final[1] && first[2] === final[2];
-      const samePlane = first[2] === final[2];
-      lo[0] = Math.min(lo[0], sameRow ? first[0] : 0);
-      hi[0] = Math.max(hi[0], sameRow ? final[0] : nx - 1);
-      lo[1] = Math.min(lo[1], samePlane ? first[1] : 0);
-      hi[1] = Math.max(hi[1], samePlane ? final[1] : ny - 1);
-      lo[2] = Math.min(lo[2], first[2]);
-      hi[2] = Math.max(hi[2], final[2]);
+    const value = Math.min(255, runs[r]);
+    let count = runs[r + 1];
+    while (count > 0) { // one row of the box at a time
+      const x = at % bx;
+      const y = Math.floor(at / bx) % by;
+      const z = Math.floor(at / (bx * by));
+      const take = Math.min(count, bx - x);
+      const start = lo[0] + x + nx * (lo[1] + y + ny * (lo[2] + z));
+      labels.fill(value, start, start + take);
+      at += take;
+      count -= take;
     }
-    at += count;
   }
   if (nativeOfDrawing) {
     const drawing = nv.drawBitmap;
@@ -498,11 +530,24 @@ async function refreshMask() {
   nv.refreshDrawing(false);
   nv.drawScene();
   lastMask.drawn = performance.now();
-  mipPending = hi[0] >= 0 ? [lo, hi] : [null];
+  const whole = "extent" in region ? region.extent : wholeExtent(labels);
+  mipPending = whole ? whole : [null];
   if (!mipScheduled) { // the MIP follows once the slices are shown; a burst of updates draws once
     mipScheduled = true;
     mipUpdate = mipUpdate.then(nextFrame).then(drawMip);
   }
+}
+
+function wholeExtent(labels) { // the box around every labelled voxel (input order)
+  const [nx, ny] = info.shape;
+  const lo = [Infinity, Infinity, Infinity];
+  const hi = [-1, -1, -1];
+  for (let i = 0; i < labels.length; i++) {
+    if (!labels[i]) continue;
+    const v = [i % nx, Math.floor(i / nx) % ny, Math.floor(i / (nx * ny))];
+    for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], v[a]); hi[a] = Math.max(hi[a], v[a]); }
+  }
+  return hi[0] >= 0 ? [lo, hi] : null;
 }
 
 let mipPending = null;
@@ -567,10 +612,6 @@ function showObjects() {
   $("undo").disabled = !info.can_undo;
 }
 
-async function refreshStats() {
-  stats = await (await api("GET", `/api/sessions/${sid}/stats`)).json();
-  showObjects();
-}
 
 async function interact(method, suffix, body, started) {
   if (!sid) return;
@@ -580,7 +621,9 @@ async function interact(method, suffix, body, started) {
     const sent = performance.now();
     info = await (await api(method, `/api/sessions/${sid}${suffix}`, body)).json();
     const answered = performance.now();
-    await refreshMask(); // draws the new mask (and the marks)
+    stats = info.stats;
+    applyLabels(info.change); // draws the new mask where it changed
+    nv.drawScene(); // (and the marks)
     showObjects();
     if (started !== undefined) {
       // the mask is drawn: reading a pixel back waits for the GPU to finish; then the frame shows it
@@ -592,7 +635,6 @@ async function interact(method, suffix, body, started) {
         draw: lastMask.drawn - lastMask.fetched, frame: done - lastMask.drawn });
     }
     status("");
-    await refreshStats();
   } finally {
     delete document.body.dataset.busy;
   }
@@ -603,10 +645,10 @@ function setHint(text) { $("hint").textContent = text || ""; }
 function setMode(next) {
   mode = next;
   draft = null;
-  $("mode-point").classList.toggle("on", mode === "point");
-  $("mode-box").classList.toggle("on", mode === "box");
-  $("viewer").classList.toggle("box", mode === "box");
-  setHint(mode === "box" ? "Drag a rectangle around the object on any view." : "");
+  stroke = null;
+  for (const m of MODES) $(`mode-${m}`).classList.toggle("on", mode === m);
+  $("viewer").classList.toggle("box", mode !== "point");
+  setHint(MODE_HINTS[mode]);
   nv.drawScene();
 }
 
@@ -637,9 +679,9 @@ async function opened(response) {
   mipView.setRenderAzimuthElevation(180, 0); // seen from the front
   $("studyinfo").textContent = `${info.study}: ${info.shape.join(" × ")} voxels of `
     + `${info.spacing_mm.map((v) => v.toFixed(2)).join(" × ")} mm, ${info.units}${info.dicom ? ", DICOM" : ""}`;
+  stats = info.stats;
   await refreshMask();
   showObjects();
-  await refreshStats();
   status(info.replayed ? `restored ${info.replayed} interactions from the journal` : "");
   document.body.dataset.opened = sid;
 }
@@ -686,8 +728,7 @@ $("rename").onclick = () => {
 };
 $("undo").onclick = () => enqueue(() => interact("POST", "/undo"));
 $("reset").onclick = () => enqueue(() => interact("POST", "/reset"));
-$("mode-point").onclick = () => setMode("point");
-$("mode-box").onclick = () => setMode("box");
+for (const m of MODES) $(`mode-${m}`).onclick = () => setMode(m);
 for (const id of ["suvmin", "suvmax", "colormap"]) $(id).onchange = applyColormap;
 $("opacity").oninput = () => {
   if (!sid) return;
@@ -716,6 +757,10 @@ document.addEventListener("keydown", (e) => {
     return;
   } else if (e.key === "b" || e.key === "B") {
     setMode(mode === "box" ? "point" : "box");
+  } else if (e.key === "s" || e.key === "S") {
+    setMode(mode === "scribble" ? "point" : "scribble");
+  } else if (e.key === "l" || e.key === "L") {
+    setMode(mode === "lasso" ? "point" : "lasso");
   } else if (e.key === "p" || e.key === "P") {
     setMode("point");
   } else if (e.key === "Escape" && draft) {
@@ -752,6 +797,7 @@ viewer.addEventListener("mousedown", (e) => {
   e.preventDefault(); // (which keeps the focus where it was: leave any field, for the keys)
   if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
   press = { x, y, tile: s, start: canvasToMM(s, x, y), dragged: false };
+  if (mode === "scribble" || mode === "lasso") stroke = { tile: s, points: [press.start], positive: !e.shiftKey };
 }, true);
 
 viewer.addEventListener("mousemove", (e) => {
@@ -763,6 +809,9 @@ viewer.addEventListener("mousemove", (e) => {
   const mm = canvasToMM(press.tile, x, y);
   if (mode === "box") {
     dragBox(press.tile.axCorSag, press.start, mm, false);
+  } else if (stroke) {
+    stroke.points.push(mm);
+    nv.drawScene();
   } else { // navigate: the crosshair follows the pointer
     nv.scene.crosshairPos = nv.mm2frac(mm);
     nv.createOnLocationChange?.();
@@ -784,6 +833,14 @@ viewer.addEventListener("mouseup", (e) => {
     else setHint(draft ? "Drag (not click) along the box's depth on another view." : "Drag a rectangle around the object on any view.");
     return;
   }
+  if (stroke) {
+    const done = stroke;
+    stroke = null;
+    if (dragged) sendStroke(done, started);
+    else setHint(MODE_HINTS[mode]);
+    nv.drawScene();
+    return;
+  }
   if (dragged) return;
   // a click: the crosshair moves there, and the point goes to the server
   const voxel = worldToVoxel(mm).map(Math.round);
@@ -792,8 +849,26 @@ viewer.addEventListener("mouseup", (e) => {
   nv.createOnLocationChange?.();
   nv.drawScene();
   const positive = !e.shiftKey;
-  enqueue(() => interact("POST", "/points", { voxel, positive }, started));
+  enqueue(() => interact("POST", "/prompts", { point: voxel, positive }, started));
 }, true);
+
+function sendStroke(drawn, started) {
+  // the line in voxels, on the one slice it was drawn on (the voxel axis that varies least)
+  const voxels = drawn.points.map(worldToVoxel);
+  const spread = [0, 1, 2].map((a) => Math.max(...voxels.map((v) => v[a])) - Math.min(...voxels.map((v) => v[a])));
+  const flat = spread.indexOf(Math.min(...spread));
+  const depth = Math.round(voxels.reduce((sum, v) => sum + v[flat], 0) / voxels.length);
+  const path = [];
+  for (const v of voxels) {
+    const p = v.map((c, a) => (a === flat ? depth : Math.round(c * 10) / 10));
+    const last = path[path.length - 1];
+    if (!last || Math.hypot(p[0] - last[0], p[1] - last[1], p[2] - last[2]) >= 0.5) path.push(p);
+  }
+  if (!path.every(inside)) { status("the line leaves the image: draw it inside", true); return; }
+  const need = mode === "lasso" ? 3 : 2;
+  if (path.length < need) { status(`draw a longer ${mode}`, true); return; }
+  enqueue(() => interact("POST", "/prompts", { [mode]: path, positive: drawn.positive }, started));
+}
 
 function dragBox(view, a, b, done) {
   if (!draft || draft.rect.view === view || !draft.rectDone) {
@@ -819,7 +894,7 @@ function dragBox(view, a, b, done) {
     nv.drawScene();
     return;
   }
-  enqueue(() => interact("POST", "/boxes", { lo, hi }, performance.now()));
+  enqueue(() => interact("POST", "/prompts", { box: [...lo, ...hi] }, performance.now()));
 }
 
 // ---------------------------------------------------------------------------- start

@@ -1,0 +1,299 @@
+"""The open studies of ``seganypet serve``, and the one owner of each study's state.
+
+A :class:`StudyRegistry` opens a study once, keeps at most ``max_open`` studies in memory (the
+least recently used goes first) and gives each its own lock, so a reader opening a study never
+holds up another reader's clicks. A study that was let go reopens from its journal when it is
+next asked for.
+
+Every change goes through :meth:`Study.apply`: written to the journal (fsynced) first, applied to
+the session, then the label map is computed once, and what changed is returned as a
+:class:`~seganypet.server.schemas.LabelRegion` for the viewer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seganypet.errors import InputError
+from seganypet.image import PetImage
+from seganypet.io import load_image
+from seganypet.prompts import Prompt
+from seganypet.server.journal import Journal
+from seganypet.server.schemas import LabelRegion, ObjectInfo, SessionInfo
+from seganypet.session import Session
+
+log = logging.getLogger("seganypet.server")
+
+DEFAULT_MAX_OPEN = 4
+
+
+class UnknownStudy(LookupError):
+    """No study was opened under this session id."""
+
+
+def session_id_of(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def label_map_rle(labels: np.ndarray) -> dict[str, Any]:
+    """Run-length code of a label map in Fortran order (first axis fastest, as NIfTI stores it):
+    ``runs`` alternates value and count."""
+    flat = np.asarray(labels).ravel(order="F")
+    if flat.size == 0:
+        return {"shape": list(labels.shape), "order": "F", "runs": []}
+    starts = np.r_[0, np.flatnonzero(np.diff(flat)) + 1]
+    counts = np.diff(np.r_[starts, flat.size])
+    runs = np.empty(2 * len(starts), np.int64)
+    runs[0::2] = flat[starts]
+    runs[1::2] = counts
+    return {"shape": list(labels.shape), "order": "F", "runs": runs.tolist()}
+
+
+def decode_rle(payload: dict[str, Any]) -> np.ndarray:
+    runs = np.asarray(payload["runs"], np.int64)
+    flat = np.repeat(runs[0::2], runs[1::2]).astype(np.uint16)
+    return flat.reshape(payload["shape"], order="F")
+
+
+def extent(mask: np.ndarray) -> tuple[list[int], list[int]] | None:
+    """The inclusive box [lo, hi] around a mask's voxels, from its projections (fast)."""
+    ranges = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        where = np.flatnonzero(mask.any(axis=others))
+        if where.size == 0:
+            return None
+        ranges.append((int(where[0]), int(where[-1])))
+    return [r[0] for r in ranges], [r[1] for r in ranges]
+
+
+def label_region(labels: np.ndarray, lo: list[int], hi: list[int]) -> LabelRegion:
+    """The labels inside the box ``lo``-``hi``, with the extent of the whole map."""
+    box = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+    whole = extent(labels > 0)
+    return LabelRegion(
+        lo=lo,
+        hi=hi,
+        runs=label_map_rle(labels[box])["runs"],
+        extent=None if whole is None else [whole[0], whole[1]],
+    )
+
+
+@dataclass
+class Study:
+    """One open study: its session, journal and the label map of its current state."""
+
+    key: str
+    name: str
+    image_path: Path
+    session: Session
+    journal: Journal
+    image: PetImage = field(repr=False)  # as loaded: the grid of every voxel index and mask
+    replayed: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    image_bytes: bytes | None = field(default=None, repr=False)
+    labels: np.ndarray | None = field(default=None, repr=False)
+    names: dict[int, str] = field(default_factory=dict)
+    _stats: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def session_id(self) -> str:
+        return session_id_of(self.key)
+
+    def apply(self, operation: dict[str, Any]) -> SessionInfo:
+        """Journal an operation, apply it, and describe the result with what changed."""
+        with self.lock:
+            self.journal.append(operation)  # on disk before it is applied
+            try:
+                apply_operation(self.session, operation)
+            finally:
+                change = self._relabel()
+            return self.info(change)
+
+    def label_map(self) -> tuple[np.ndarray, dict[int, str]]:
+        with self.lock:
+            if self.labels is None:
+                self._relabel()
+            return self.labels, dict(self.names)
+
+    def stats(self) -> dict[str, Any]:
+        from seganypet.quant import quantify
+
+        with self.lock:
+            if self._stats is None:
+                labels, names = self.label_map()
+                self._stats = quantify(self.image, labels, label_names=names).to_dict()
+            return self._stats
+
+    def info(self, change: LabelRegion | None = None) -> SessionInfo:
+        with self.lock:
+            session, image = self.session, self.image
+            objects = []
+            for index, obj in enumerate(session.objects):
+                voxels = int((obj.logits > 0).sum()) if obj.logits is not None else 0
+                objects.append(
+                    ObjectInfo(
+                        index=index,
+                        label=index + 1,
+                        name=obj.name,
+                        prompts=len(obj.prompts),
+                        prompt_list=[prompt.to_dict() for prompt in obj.prompts],
+                        voxels=voxels,
+                        volume_ml=voxels * image.voxel_volume_ml,
+                    )
+                )
+            return SessionInfo(
+                session_id=self.session_id,
+                study=self.name,
+                shape=list(image.shape),
+                spacing_mm=list(image.spacing),
+                affine=np.asarray(image.affine).tolist(),
+                units=image.units,
+                dicom=image.dicom_headers is not None,
+                current=session.current_index,
+                objects=objects,
+                can_undo=session.can_undo,
+                replayed=self.replayed,
+                change=change,
+                stats=self.stats(),
+            )
+
+    def _relabel(self) -> LabelRegion | None:
+        """Compute the label map once; the region where it differs from the previous one."""
+        previous = self.labels
+        self.labels, self.names = self.session.label_map()
+        self._stats = None
+        if previous is None:
+            return None
+        changed = extent(previous != self.labels)
+        if changed is None:
+            return None
+        return label_region(self.labels, *changed)
+
+
+def apply_operation(session: Session, operation: dict[str, Any]) -> None:
+    """Apply one journal operation to a session."""
+    kind = operation["op"]
+    if kind == "prompt":
+        session.add(Prompt.from_dict(operation["prompt"], "the prompt"))
+    elif kind == "undo":
+        session.undo()
+    elif kind == "reset":
+        session.reset()
+    elif kind == "new_object":
+        session.new_object(operation.get("name"))
+    elif kind == "select":
+        session.select_object(operation["index"])
+    elif kind == "rename":
+        session.rename_object(operation["index"], operation["name"])
+    else:
+        raise ValueError(f"unknown journal operation {kind!r}")
+
+
+class StudyRegistry:
+    """Studies open in memory, at most ``max_open``, least recently used let go first."""
+
+    def __init__(
+        self,
+        network: Any,
+        journals: Path,
+        *,
+        small_object_network: Any = None,
+        max_open: int = DEFAULT_MAX_OPEN,
+    ):
+        if max_open < 1:
+            raise InputError("the server must hold at least one study in memory")
+        self.network = network
+        self.small_object_network = small_object_network
+        self.journals = journals
+        self.max_open = max_open
+        self._lock = threading.Lock()  # guards the dictionaries below, never held while working
+        self._open: OrderedDict[str, Study] = OrderedDict()
+        self._known: dict[str, tuple[str, str, Path]] = {}
+        self._opening: dict[str, threading.Lock] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def is_open(self, key: str) -> bool:
+        with self._lock:
+            return session_id_of(key) in self._open
+
+    def open(self, key: str, name: str, image_path: Path) -> Study:
+        """The study under ``key``, loaded (and its journal replayed) if it is not in memory."""
+        session_id = session_id_of(key)
+        with self._lock:
+            opening = self._opening.setdefault(session_id, threading.Lock())
+        with opening:  # one load per study; other studies go on meanwhile
+            with self._lock:
+                if session_id in self._open:
+                    self._open.move_to_end(session_id)
+                    return self._open[session_id]
+            study = self._load(key, name, image_path)
+            with self._lock:
+                self._open[session_id] = study
+                self._known[session_id] = (key, name, image_path)
+                while len(self._open) > self.max_open:
+                    _, evicted = self._open.popitem(last=False)
+                    log.info("%s: let go of (reopens from its journal)", evicted.name)
+            return study
+
+    def get(self, session_id: str) -> Study:
+        """An open study by its session id; one let go of is reopened from its journal."""
+        with self._lock:
+            study = self._open.get(session_id)
+            if study is not None:
+                self._open.move_to_end(session_id)
+                return study
+            known = self._known.get(session_id)
+        if known is None:
+            raise UnknownStudy(session_id)
+        return self.open(*known)
+
+    def _load(self, key: str, name: str, image_path: Path) -> Study:
+        image = load_image(image_path)
+        session = Session(self.network, small_object_network=self.small_object_network)
+        session.set_image(image)
+        journal = Journal(self.journals / f"{session_id_of(key)}.jsonl")
+        header = {
+            "study": key,
+            "name": name,
+            "shape": list(image.shape),
+            "affine": np.asarray(image.affine).tolist(),
+        }
+        # the study's own grid, not the session's RAS working copy (Session.image)
+        study = Study(key, name, image_path, session, journal, image)
+        previous, operations = journal.read()
+        if previous is not None and _same_study(previous, header):
+            for operation in operations:
+                try:
+                    apply_operation(session, operation)
+                except InputError:
+                    pass  # refused when it was made, and refused again: no change
+                except Exception:  # a failed prompt was rolled back live too
+                    log.exception("replaying %s of %s", operation.get("op"), name)
+            study.replayed = len(operations)
+        else:
+            if journal.exists():
+                moved = journal.set_aside("stale")
+                log.warning("%s: the image changed; its old journal is kept at %s", name, moved)
+            journal.start(header)
+        study.label_map()
+        return study
+
+
+def _same_study(previous: dict[str, Any], header: dict[str, Any]) -> bool:
+    return (
+        previous.get("study") == header["study"]
+        and previous.get("shape") == header["shape"]
+        and np.allclose(previous.get("affine", np.zeros((4, 4))), header["affine"], atol=1e-4)
+    )
