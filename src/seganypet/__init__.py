@@ -6,8 +6,7 @@ and ``Session`` need torch, and ``seganypet --help`` needs none of them.
 
 from seganypet.errors import InputError
 from seganypet.lazy import lazy_exports
-
-__version__ = "0.1.0"
+from seganypet.version import __version__
 
 _EXPORTS = {
     "PetImage": "seganypet.image",

@@ -185,7 +185,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_quantify(args: argparse.Namespace) -> None:
-    from seganypet.io.atomic import write_text_atomic
+    from seganypet.atomic import write_text_atomic
     from seganypet.io.masks import load_mask
     from seganypet.quant import quantify
 
@@ -393,7 +393,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
         "objects": {name: int((labels == k).sum()) for k, name in names.items()},
     }
     if args.stats:
-        from seganypet.io.atomic import write_text_atomic
+        from seganypet.atomic import write_text_atomic
         from seganypet.quant import quantify
 
         report = quantify(image, labels, label_names=names).to_dict()

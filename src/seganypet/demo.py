@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from seganypet.atomic import write_text_atomic
 from seganypet.datasets import shared_data_dir
 from seganypet.errors import InputError
 from seganypet.evaluate.metrics import dice
 from seganypet.evaluate.protocols import ErrorCentreUser
 from seganypet.image import PetImage
-from seganypet.io.atomic import write_text_atomic
 from seganypet.io.masks import save_mask
 from seganypet.io.nifti import write_nifti
 from seganypet.model.network import PromptableNetwork

@@ -32,80 +32,29 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seganypet.errors import InputError, plain
 from seganypet.image import CanonicalView, PetImage
 from seganypet.model.config import normalise_crop
 from seganypet.model.network import PromptableNetwork
-from seganypet.prompts import Box, MaskPrompt, Point, Prompt, most_interior_voxel
+from seganypet.prompts import Box, MaskPrompt, Point, Prompt
+from seganypet.tiling import (
+    CERTAIN_LOGIT,
+    Tile,
+    blend,
+    cover_whole_object,
+    grid,
+    low_res_from_canonical,
+    sample_volume,
+    tile_around,
+)
 
-MASK_PROMPT_LOGIT = 8.0
-BORDER_MARGIN_VOXELS = 2
-MAX_RECENTRES = 2
+MASK_PROMPT_LOGIT = CERTAIN_LOGIT
 #: A first click whose mask is smaller than this (ml) is predicted again at a finer spacing.
 SMALL_OBJECT_ML = 10.0
 #: The finest spacing a zoomed tile samples (mm), and the largest zoom.
 FINEST_ZOOM_SPACING_MM = 1.5
 MAX_ZOOM = 2.0
-
-
-def sample_volume(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Trilinear samples of ``volume`` (D, H, W) at voxel coordinates ``coords`` (..., 3); zero outside."""
-    size = torch.tensor(volume.shape, dtype=coords.dtype)
-    normalized = 2.0 * coords / (size - 1).clamp(min=1) - 1.0
-    grid = normalized.flip(-1).reshape(1, 1, 1, -1, 3)
-    values = F.grid_sample(
-        volume[None, None].to(coords.dtype),
-        grid,
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=True,
-    )
-    return values.reshape(coords.shape[:-1])
-
-
-def _grid(axes: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-
-
-def _border_weight(size: int) -> torch.Tensor:
-    """1-D blending weight: rises linearly from ~0 at a tile's border to 1 over its outer quarter."""
-    distance = torch.minimum(torch.arange(size), torch.arange(size).flip(0)).float() + 0.5
-    return torch.clamp(distance / (size / 4.0), max=1.0)
-
-
-@dataclass
-class Tile:
-    """A cube of the network's input, placed on the canonical image.
-
-    Crop voxel j lies at canonical voxel coordinate ``origin + j * step``.
-    """
-
-    origin: np.ndarray
-    step: np.ndarray
-    size: int
-    low_res_logits: torch.Tensor | None = None
-    seed_points: list[Point] = field(default_factory=list)
-    decoded: bool = False  # low_res_logits came from the network, not from a mask prompt
-    fine: bool = False  # the session's small-object network predicts this tile
-
-    @property
-    def key(self) -> tuple[float, ...]:
-        values = np.concatenate([self.origin, self.step, [float(self.fine)]])
-        return tuple(np.round(values, 3).tolist())
-
-    def to_crop(self, canonical_voxel: Sequence[float]) -> np.ndarray:
-        return (np.asarray(canonical_voxel, float) - self.origin) / self.step
-
-    def contains(self, canonical_voxel: Sequence[float], margin: float = 0.0) -> bool:
-        crop = self.to_crop(canonical_voxel)
-        return bool(np.all(crop >= margin) and np.all(crop <= self.size - 1 - margin))
-
-    def canonical_range(self, shape: Sequence[int]) -> tuple[slice, ...]:
-        lo = np.ceil(self.origin - 1e-6).astype(int)
-        hi = np.floor(self.origin + (self.size - 1) * self.step + 1e-6).astype(int)
-        return tuple(slice(max(0, a), min(n, b + 1)) for a, b, n in zip(lo, hi, shape, strict=True))
 
 
 @dataclass
@@ -353,19 +302,8 @@ class Session:
         return sizes.pop()
 
     def _new_tile(self, centre: np.ndarray, step: np.ndarray, fine: bool = False) -> Tile:
-        size = self._tile_size(fine)
-        origin = np.asarray(centre, float) - (size // 2) * step
-        return self._placed(origin, step, size, fine)
-
-    def _placed(self, origin: np.ndarray, step: np.ndarray, size: int, fine: bool = False) -> Tile:
-        """A tile at ``origin``, shifted to lie inside the image (centred where it is larger)."""
-        shape = np.asarray(self._require_image().image.shape, float)
-        extent = (size - 1) * step
-        last = shape - 1
-        fits = extent <= last
-        inside = np.clip(origin, 0.0, np.where(fits, last - extent, 0.0))
-        centred = (last - extent) / 2.0
-        return Tile(origin=np.where(fits, inside, centred), step=step, size=size, fine=fine)
+        shape = self._require_image().image.shape
+        return tile_around(centre, step, self._tile_size(fine), shape, fine)
 
     def _update(self, obj: SegmentedObject, prompt: Prompt) -> None:
         if prompt.seed_mask is not None:
@@ -494,148 +432,26 @@ class Session:
             torch.tensor(tile.origin[a] + np.arange(tile.size) * tile.step[a], dtype=torch.float32)
             for a in range(3)
         ]
-        crop = sample_volume(self._volume, _grid(axes))
+        crop = sample_volume(self._volume, grid(axes))
         return normalise_crop(crop, self._net(tile.fine).config.normalisation)
 
-    def _tile_logits(self, tile: Tile) -> torch.Tensor:
-        """The tile's logits at full crop resolution (as the reference upsamples them)."""
-        size = tile.size
-        return F.interpolate(
-            tile.low_res_logits, size=(size,) * 3, mode="trilinear", align_corners=False
-        )[0, 0]
-
     def _low_res_from_canonical(self, tile: Tile, logits: np.ndarray) -> torch.Tensor:
-        low = self._net(tile.fine).config.low_res_size[0]
-        factor = tile.size / low
-        axes = [
-            torch.tensor(
-                tile.origin[a] + ((np.arange(low) + 0.5) * factor - 0.5) * tile.step[a],
-                dtype=torch.float32,
-            )
-            for a in range(3)
-        ]
-        values = sample_volume(
-            torch.from_numpy(np.asarray(logits, np.float32) + MASK_PROMPT_LOGIT), _grid(axes)
-        )
-        return (values - MASK_PROMPT_LOGIT)[None, None]
-
-    def _tile_touches_border(self, tile: Tile) -> list[tuple[int, int]]:
-        """The (axis, direction) faces where the tile's mask reaches its border inside the image."""
-        mask = self._tile_logits(tile) > 0
-        shape = np.asarray(self._require_image().image.shape)
-        faces = []
-        for axis in range(3):
-            for direction, index in (
-                (-1, slice(0, BORDER_MARGIN_VOXELS)),
-                (1, slice(-BORDER_MARGIN_VOXELS, None)),
-            ):
-                edge = [slice(None)] * 3
-                edge[axis] = index
-                if not bool(mask[tuple(edge)].any()):
-                    continue
-                lo = tile.origin[axis]
-                hi = tile.origin[axis] + (tile.size - 1) * tile.step[axis]
-                margin = BORDER_MARGIN_VOXELS * tile.step[axis]
-                beyond = lo > margin if direction < 0 else hi < shape[axis] - 1 - margin
-                if beyond:
-                    faces.append((axis, direction))
-        return faces
+        return low_res_from_canonical(tile, logits, self._net(tile.fine).config.low_res_size[0])
 
     def _cover_whole_object(self, obj: SegmentedObject, tile: Tile) -> None:
-        """Move the first tile onto the object, then add overlapping tiles until it is whole."""
-        for _ in range(MAX_RECENTRES):
-            if tile.low_res_logits is None or not self._tile_touches_border(tile):
-                return
-            mask = (self._tile_logits(tile) > 0).numpy()
-            if not mask.any():
-                return
-            where = np.argwhere(mask)
-            extent = where.max(0) - where.min(0) + 1
-            if np.any(extent > tile.size - 2 * BORDER_MARGIN_VOXELS - 4):
-                break
-            centre_crop = (where.max(0) + where.min(0)) / 2.0
-            centre = tile.origin + centre_crop * tile.step
-            moved = self._new_tile(centre, tile.step, tile.fine)
-            if np.allclose(moved.origin, tile.origin, atol=0.5):
-                break
-            obj.tiles.remove(tile)
-            obj.tiles.append(moved)
-            tile = moved
-            self._predict(obj, tile)
-
-        queue = [tile]
-        while queue and len(obj.tiles) < self.max_tiles:
-            current = queue.pop(0)
-            if current.low_res_logits is None:
-                continue
-            crop_mask = (self._tile_logits(current) > 0).numpy()
-            for axis, direction in self._tile_touches_border(current):
-                if len(obj.tiles) >= self.max_tiles:
-                    break
-                shift = np.zeros(3)
-                shift[axis] = direction * (current.size // 2) * current.step[axis]
-                neighbour = self._placed(
-                    current.origin + shift, current.step, current.size, current.fine
-                )
-                near = (current.size / 4) * current.step
-                if any(np.all(np.abs(t.origin - neighbour.origin) < near) for t in obj.tiles):
-                    continue
-                seed = self._seed_in_overlap(current, neighbour, crop_mask)
-                if seed is None:
-                    continue
-                neighbour.seed_points.append(seed)
-                obj.tiles.append(neighbour)
-                self._predict(obj, neighbour)
-                queue.append(neighbour)
-
-    def _seed_in_overlap(self, tile: Tile, neighbour: Tile, crop_mask: np.ndarray) -> Point | None:
-        """A positive click in the part of the mask the two tiles share, as far from its edge as possible."""
-        coords = np.argwhere(crop_mask)
-        canonical = tile.origin + coords * tile.step
-        inside = np.all(
-            (canonical - neighbour.origin) / neighbour.step >= neighbour.size / 8, axis=1
-        ) & np.all(
-            (canonical - neighbour.origin) / neighbour.step <= neighbour.size * 7 / 8, axis=1
-        )
-        if not inside.any():
-            return None
-        overlap = np.zeros_like(crop_mask)
-        overlap[tuple(coords[inside].T)] = True
-        best = most_interior_voxel(overlap)
-        return Point(
-            tuple(float(v) for v in tile.origin + np.asarray(best) * tile.step), positive=True
+        cover_whole_object(
+            obj.tiles,
+            tile,
+            lambda t: self._predict(obj, t),
+            self._require_image().image.shape,
+            self.max_tiles,
         )
 
     def _blend(self, obj: SegmentedObject) -> None:
-        """Blend every tile's logits onto the canonical grid."""
+        """Blend every tile's logits onto the canonical grid, then what the prompts set."""
         view = self._require_image()
         shape = view.image.shape
-        weighted = np.zeros(shape, np.float32)
-        weights = np.zeros(shape, np.float32)
-        for tile in obj.tiles:
-            if tile.low_res_logits is None:
-                continue
-            region = tile.canonical_range(shape)
-            axes = [
-                torch.tensor(
-                    (np.arange(r.start, r.stop) - tile.origin[a]) / tile.step[a],
-                    dtype=torch.float32,
-                )
-                for a, r in enumerate(region)
-            ]
-            if any(len(a) == 0 for a in axes):
-                continue
-            logits = sample_volume(self._tile_logits(tile), _grid(axes)).numpy()
-            ramp = [
-                np.interp(a.numpy(), np.arange(tile.size), _border_weight(tile.size).numpy())
-                for a in axes
-            ]
-            weight = ramp[0][:, None, None] * ramp[1][None, :, None] * ramp[2][None, None, :]
-            weighted[region] += weight * logits
-            weights[region] += weight
-        covered = weights > 0
-        logits = np.full(shape, -MASK_PROMPT_LOGIT, np.float32)
-        logits[covered] = weighted[covered] / weights[covered]
+        logits, covered = blend(obj.tiles, shape)
         if obj.prior is not None:
             outside_tiles = ~covered
             logits[outside_tiles & obj.prior] = MASK_PROMPT_LOGIT

@@ -309,7 +309,7 @@ def plot_dice_vs_step(summary: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seganypet.io.atomic import atomic_path
+    from seganypet.atomic import atomic_path
 
     methods: dict[str, Any] = summary["methods"]
     last_step = max([summary["clicks"]] + [s["step"] for m in methods.values() for s in m["steps"]])

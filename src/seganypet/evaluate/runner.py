@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from seganypet.atomic import write_text_atomic
 from seganypet.baselines import BASELINES, run_baseline
 from seganypet.datasets import PromptObject, discover_cases
 from seganypet.errors import InputError
@@ -44,7 +45,6 @@ from seganypet.evaluate.settings import (
 )
 from seganypet.evaluate.table import StepRow, StepTable
 from seganypet.image import PetImage
-from seganypet.io.atomic import write_text_atomic
 from seganypet.model.network import PromptableNetwork
 from seganypet.prompts import hottest_voxel
 from seganypet.session import Session

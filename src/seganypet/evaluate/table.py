@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from seganypet.atomic import write_text_atomic
 from seganypet.errors import InputError
-from seganypet.io.atomic import write_text_atomic
 
 COLUMNS = (
     "case",

@@ -11,9 +11,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from seganypet.atomic import atomic_path
 from seganypet.errors import InputError, plain
 from seganypet.image import PetImage
-from seganypet.io.atomic import atomic_path
 from seganypet.io.limits import FLOAT32_BYTES, check_fits_in_memory, format_shape
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

@@ -22,10 +22,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from seganypet import __version__
+from seganypet.atomic import atomic_path
 from seganypet.errors import InputError
 from seganypet.image import PetImage
-from seganypet.io.atomic import atomic_path
+from seganypet.version import __version__
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SEG_SERIES_NUMBER = 900

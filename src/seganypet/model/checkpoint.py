@@ -38,8 +38,8 @@ from pathlib import Path
 
 import torch
 
+from seganypet.atomic import atomic_path
 from seganypet.errors import InputError
-from seganypet.io.atomic import atomic_path
 from seganypet.model.config import ModelConfig
 from seganypet.model.network import PromptableNetwork, SamMed3D
 from seganypet.model.presets import PRESETS, default_config

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from seganypet.atomic import write_text_atomic
 from seganypet.errors import InputError
-from seganypet.io.atomic import write_text_atomic
 from seganypet.io.nifti import write_label_map, write_nifti
 from seganypet.synth.labels import LABELS, SUV_RANGES
 from seganypet.synth.phantom import (

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from seganypet.atomic import write_text_atomic
 from seganypet.errors import InputError
 from seganypet.image import PetImage
-from seganypet.io.atomic import write_text_atomic
 from seganypet.synth.geometry import Canvas
 from seganypet.synth.labels import LABELS, LESION_LABEL
 from seganypet.synth.lesions import (

@@ -66,6 +66,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from seganypet.atomic import write_text_atomic
 from seganypet.datasets import (
     LESION_KEYWORDS,
     CaseSource,
@@ -77,7 +78,6 @@ from seganypet.datasets import (
     split_entries,
 )
 from seganypet.errors import InputError
-from seganypet.io.atomic import write_text_atomic
 from seganypet.io.nifti import is_nifti_path, read_nifti_image, read_nifti_labels
 from seganypet.model.config import ModelConfig, normalise_crop
 from seganypet.train.augment import Augmentation

@@ -60,8 +60,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from seganypet.atomic import atomic_path, write_text_atomic
 from seganypet.errors import InputError
-from seganypet.io.atomic import atomic_path, write_text_atomic
 from seganypet.model.checkpoint import BOX_KEYS, load_model, save_model
 from seganypet.model.config import ModelConfig
 from seganypet.model.network import SamMed3D
