@@ -276,7 +276,7 @@ def test_negative_coordinates_pasted_with_spaces_read_back_exactly(
     count = 3 if option == "--point" else 6
     values = [-abs(v) if i % 2 == 0 else v for i, v in enumerate(values[:count])]
     if count == 6:  # a box at least one voxel deep along every axis
-        values[3:] = [a - 1 - abs(b) for a, b in zip(values[:3], values[3:], strict=True)]
+        values[3:] = [a - 2 - abs(b) for a, b in zip(values[:3], values[3:], strict=True)]
     negative = negative and option == "--point"
     text = wrap.format(", ".join(repr(v) for v in values) + (", neg" if negative else ""))
     extra = ["--mm"] if before_mm else []
@@ -425,7 +425,7 @@ CORRECT_PROMPTS = st.one_of(
             corner, tuple(c + e * (-1 if flip else 1) for c, e in zip(corner, extent, strict=True))
         ),
         st.tuples(MODEST, MODEST, MODEST),
-        st.tuples(*[st.floats(1, 1e6)] * 3),
+        st.tuples(*[st.floats(1.5, 1e6)] * 3),
         st.booleans(),
     ),
     st.builds(Scribble, ON_A_SLICE, st.booleans()),
