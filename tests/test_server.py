@@ -26,10 +26,10 @@ from seganypet.cli import EXIT_USER_ERROR, main  # noqa: E402
 from seganypet.errors import InputError  # noqa: E402
 from seganypet.server.app import STATIC_DIR as STATIC  # noqa: E402
 from seganypet.server.app import create_app, default_work_dir  # noqa: E402
-from seganypet.server.client import nifti_array  # noqa: E402
+from seganypet.server.client import decode_labels, nifti_array  # noqa: E402
 from seganypet.server.command import choose_token, is_loopback  # noqa: E402
 from seganypet.server.journal import Journal  # noqa: E402
-from seganypet.server.registry import decode_rle, label_map_rle  # noqa: E402
+from seganypet.server.registry import label_map_rle  # noqa: E402
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -76,7 +76,8 @@ def _open(client: TestClient, study: str = "patient1/pet.nii.gz") -> dict:
 def _labels(client: TestClient, sid: str) -> np.ndarray:
     response = client.get(f"/api/sessions/{sid}/mask", params={"format": "rle"})
     assert response.status_code == 200, response.text
-    return decode_rle(response.json())
+    payload = response.json()
+    return decode_labels(payload["runs"], payload["shape"])
 
 
 # ---- safety --------------------------------------------------------------------------------
@@ -248,7 +249,7 @@ def _patched(labels: np.ndarray, change: dict | None) -> np.ndarray:
     if change is not None:
         box = tuple(slice(a, b + 1) for a, b in zip(change["lo"], change["hi"], strict=True))
         shape = tuple(b - a + 1 for a, b in zip(change["lo"], change["hi"], strict=True))
-        labels[box] = decode_rle({"shape": shape, "runs": change["runs"]})
+        labels[box] = decode_labels(change["runs"], shape)
     return labels
 
 
@@ -484,7 +485,7 @@ def test_journal_and_rle_round_trip(tmp_path: Path) -> None:
     labels[4, 3, 2] = 1
     payload = label_map_rle(labels)
     assert sum(payload["runs"][1::2]) == labels.size
-    np.testing.assert_array_equal(decode_rle(payload), labels)
+    np.testing.assert_array_equal(decode_labels(payload["runs"], payload["shape"]), labels)
 
 
 # ---- the viewer page -----------------------------------------------------------------------

@@ -28,6 +28,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +40,8 @@ Voxel = tuple[float, float, float]
 
 #: The most clicks a scribble or a lasso hands to the network.
 MAX_CLICKS_PER_STROKE = 12
+#: Pixels kept around a lasso's outline on its slice grid, room for the clicks just outside it.
+LASSO_MARGIN = 3
 
 
 class Prompt:
@@ -329,50 +332,51 @@ class Lasso(_Stroke):
     _form: ClassVar[str] = '{"lasso": [[x, y, z], ...], "positive": true}'
     _min_vertices: ClassVar[int] = 3
 
-    def region(self) -> tuple[int, np.ndarray]:
-        """The slice axis and the voxels (N, 3) the outline encloses, its own included."""
+    @cached_property
+    def _slice_grid(self) -> tuple[int, list[int], np.ndarray, np.ndarray, float]:
+        """The slice axis, the two in-plane axes, the in-plane voxel of the grid's first pixel,
+        the pixels the outline encloses (2-D, with room around for clicks outside it) and the
+        slice's coordinate. Computed once: the session reads it at every click."""
         axis = self.slice_axis
         assert axis is not None
         coords = np.asarray(self.path, float)
         plane = [a for a in range(3) if a != axis]
         polygon = coords[:, plane]
-        lo = np.floor(polygon.min(0)).astype(int)
-        hi = np.ceil(polygon.max(0)).astype(int)
+        lo = np.floor(polygon.min(0)).astype(int) - LASSO_MARGIN
+        hi = np.ceil(polygon.max(0)).astype(int) + LASSO_MARGIN
         u, v = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
         inside = _inside_polygon(u.ravel(), v.ravel(), polygon)
         inside |= _near_outline(u.ravel(), v.ravel(), polygon)
-        voxels = np.zeros((int(inside.sum()), 3), float)
-        voxels[:, plane[0]] = u.ravel()[inside]
-        voxels[:, plane[1]] = v.ravel()[inside]
-        voxels[:, axis] = round(float(coords[0, axis]))
-        return axis, voxels
+        return axis, plane, lo, inside.reshape(u.shape), float(round(coords[0, axis]))
+
+    def region(self) -> tuple[int, np.ndarray]:
+        """The slice axis and the voxels (N, 3) the outline encloses, its own included."""
+        axis, plane, lo, grid, depth = self._slice_grid
+        return axis, np.asarray(_in_plane(np.argwhere(grid), lo, plane, axis, depth), float)
 
     def clicks(self) -> list[Point]:
         """A positive lasso: a click at the region's most interior voxel, and negative clicks
         spread around it just outside the outline (the object ends there on this slice). A
         negative lasso: negative clicks spread over the region."""
-        axis, voxels = self.region()
-        if len(voxels) == 0:
-            return [Point(self.anchor, self.positive)]
-        plane = [a for a in range(3) if a != axis]
-        margin = 3
-        uv = voxels[:, plane].astype(int)
-        lo = uv.min(0) - margin
-        grid = np.zeros(tuple(uv.max(0) - lo + 1 + margin), bool)
-        grid[tuple((uv - lo).T)] = True
+        return list(self._clicks)
+
+    @cached_property
+    def _clicks(self) -> tuple[Point, ...]:
+        axis, plane, lo, grid, depth_coordinate = self._slice_grid
+        if not grid.any():
+            return (Point(self.anchor, self.positive),)
         depth = ndimage.distance_transform_edt(np.pad(grid, 1))[1:-1, 1:-1]
         centre = np.unravel_index(int(np.argmax(depth)), grid.shape)
+        where = (lo, plane, axis, depth_coordinate)
         if not self.positive:
-            return _spread(grid, centre, lo, plane, axis, voxels[0, axis], False)
+            return tuple(_spread(grid, centre, *where, False))
         inner = ndimage.binary_dilation(grid, iterations=1)
         ring = ndimage.binary_dilation(grid, iterations=2) & ~inner
-        first = _in_plane(np.asarray([centre]), lo, plane, axis, voxels[0, axis])[0]
-        outside = _spread(
-            ring, None, lo, plane, axis, voxels[0, axis], False, MAX_CLICKS_PER_STROKE - 4
-        )
-        return [Point(first, True), *outside]
+        first = _in_plane(np.asarray([centre]), *where)[0]
+        outside = _spread(ring, None, *where, False, MAX_CLICKS_PER_STROKE - 4)
+        return (Point(first, True), *outside)
 
-    @property
+    @cached_property
     def painted(self) -> tuple[np.ndarray, bool]:
         """The voxels the lasso fills on its slice, and whether they are inside the object."""
         return self.region()[1], self.positive

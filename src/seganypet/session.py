@@ -49,7 +49,6 @@ from seganypet.tiling import (
     tile_around,
 )
 
-MASK_PROMPT_LOGIT = CERTAIN_LOGIT
 #: A first click whose mask is smaller than this (ml) is predicted again at a finer spacing.
 SMALL_OBJECT_ML = 10.0
 #: The finest spacing a zoomed tile samples (mm), and the largest zoom.
@@ -308,9 +307,7 @@ class Session:
     def _update(self, obj: SegmentedObject, prompt: Prompt) -> None:
         if prompt.seed_mask is not None:
             obj.prior = self._require_image().from_input(prompt.seed_mask)
-            obj.logits = np.where(obj.prior, MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT).astype(
-                np.float32
-            )
+            obj.logits = np.where(obj.prior, CERTAIN_LOGIT, -CERTAIN_LOGIT).astype(np.float32)
             centre = np.argwhere(obj.prior).mean(0)
             obj.tiles = [self._new_tile(centre, self._step(obj.zoom, obj.fine), obj.fine)]
             for tile in obj.tiles:
@@ -454,7 +451,7 @@ class Session:
         logits, covered = blend(obj.tiles, shape)
         if obj.prior is not None:
             outside_tiles = ~covered
-            logits[outside_tiles & obj.prior] = MASK_PROMPT_LOGIT
+            logits[outside_tiles & obj.prior] = CERTAIN_LOGIT
         for prompt in obj.prompts:
             painted = prompt.painted
             if painted is None:
@@ -462,5 +459,5 @@ class Session:
             voxels, inside = painted
             canonical = np.rint(view.voxel_from_input(voxels)).astype(int)
             within = np.all((canonical >= 0) & (canonical < np.asarray(shape)), axis=1)
-            logits[tuple(canonical[within].T)] = MASK_PROMPT_LOGIT if inside else -MASK_PROMPT_LOGIT
+            logits[tuple(canonical[within].T)] = CERTAIN_LOGIT if inside else -CERTAIN_LOGIT
         obj.logits = logits

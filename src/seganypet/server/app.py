@@ -38,6 +38,7 @@ from seganypet.server.registry import (
     DEFAULT_MAX_OPEN,
     StudyRegistry,
     UnknownStudy,
+    extent,
     label_map_rle,
 )
 from seganypet.server.schemas import (
@@ -353,6 +354,8 @@ def create_app(
         payload = label_map_rle(labels)
         payload["names"] = {str(k): v for k, v in names.items()}
         payload["lo"], payload["hi"] = [0, 0, 0], [int(n) - 1 for n in labels.shape]
+        whole = extent(labels > 0)
+        payload["extent"] = None if whole is None else [whole[0], whole[1]]
         return JSONResponse(payload)
 
     @app.get("/api/sessions/{session_id}/stats", tags=["results"])

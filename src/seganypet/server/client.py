@@ -153,10 +153,8 @@ class Client:
         change = info.get("change")
         if change is not None and self.labels is not None:
             box = tuple(slice(a, b + 1) for a, b in zip(change["lo"], change["hi"], strict=True))
-            runs = np.asarray(change["runs"], np.int64)
             shape = [b - a + 1 for a, b in zip(change["lo"], change["hi"], strict=True)]
-            flat = np.repeat(runs[0::2], runs[1::2]).astype(np.uint16)
-            self.labels[box] = flat.reshape(shape, order="F")
+            self.labels[box] = decode_labels(change["runs"], shape)
         return info
 
     # ------------------------------------------------------------------ results
@@ -165,9 +163,7 @@ class Client:
         payload = self._json(
             "GET", self._session("/mask"), params={"format": "rle", "object": object}
         )
-        runs = np.asarray(payload["runs"], np.int64)
-        flat = np.repeat(runs[0::2], runs[1::2]).astype(np.uint16)
-        return flat.reshape(payload["shape"], order="F")
+        return decode_labels(payload["runs"], payload["shape"])
 
     def mask_nifti(self, object: int | None = None) -> bytes:
         """The label map as gzipped NIfTI bytes."""
@@ -190,6 +186,12 @@ class Client:
         destination = Path(destination)
         destination.write_bytes(data)
         return destination
+
+
+def decode_labels(runs: list[int], shape: Sequence[int]) -> np.ndarray:
+    """Labels from run-length JSON (value, count, ...) in Fortran order."""
+    runs = np.asarray(runs, np.int64)
+    return np.repeat(runs[0::2], runs[1::2]).astype(np.uint16).reshape(shape, order="F")
 
 
 def nifti_array(data: bytes) -> np.ndarray:

@@ -57,12 +57,6 @@ def label_map_rle(labels: np.ndarray) -> dict[str, Any]:
     return {"shape": list(labels.shape), "order": "F", "runs": runs.tolist()}
 
 
-def decode_rle(payload: dict[str, Any]) -> np.ndarray:
-    runs = np.asarray(payload["runs"], np.int64)
-    flat = np.repeat(runs[0::2], runs[1::2]).astype(np.uint16)
-    return flat.reshape(payload["shape"], order="F")
-
-
 def extent(mask: np.ndarray) -> tuple[list[int], list[int]] | None:
     """The inclusive box [lo, hi] around a mask's voxels, from its projections (fast)."""
     ranges = []
@@ -167,16 +161,17 @@ class Study:
             )
 
     def _relabel(self) -> LabelRegion | None:
-        """Compute the label map once; the region where it differs from the previous one."""
-        previous = self.labels
+        """Compute the label map once; the region where it differs from the previous one. The
+        statistics are kept when neither the labels nor their names changed (a selection)."""
+        previous, previous_names = self.labels, self.names
         self.labels, self.names = self.session.label_map()
-        self._stats = None
         if previous is None:
+            self._stats = None
             return None
         changed = extent(previous != self.labels)
-        if changed is None:
-            return None
-        return label_region(self.labels, *changed)
+        if changed is not None or self.names != previous_names:
+            self._stats = None
+        return None if changed is None else label_region(self.labels, *changed)
 
 
 def apply_operation(session: Session, operation: dict[str, Any]) -> None:

@@ -530,24 +530,11 @@ function applyLabels(region) {
   nv.refreshDrawing(false);
   nv.drawScene();
   lastMask.drawn = performance.now();
-  const whole = "extent" in region ? region.extent : wholeExtent(labels);
-  mipPending = whole ? whole : [null];
+  mipPending = region.extent || [null];
   if (!mipScheduled) { // the MIP follows once the slices are shown; a burst of updates draws once
     mipScheduled = true;
     mipUpdate = mipUpdate.then(nextFrame).then(drawMip);
   }
-}
-
-function wholeExtent(labels) { // the box around every labelled voxel (input order)
-  const [nx, ny] = info.shape;
-  const lo = [Infinity, Infinity, Infinity];
-  const hi = [-1, -1, -1];
-  for (let i = 0; i < labels.length; i++) {
-    if (!labels[i]) continue;
-    const v = [i % nx, Math.floor(i / nx) % ny, Math.floor(i / (nx * ny))];
-    for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], v[a]); hi[a] = Math.max(hi[a], v[a]); }
-  }
-  return hi[0] >= 0 ? [lo, hi] : null;
 }
 
 let mipPending = null;
