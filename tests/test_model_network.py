@@ -294,3 +294,27 @@ def test_learned_box_embeddings_are_used_when_present():
     assert (logits[~inside] > BOX_OUTSIDE_LOGIT).any()
     with_click, _ = net.decode(emb, [[[15, 20, 30]]], [[1]], boxes=box)
     assert not torch.equal(with_click, logits)
+
+
+def test_every_family_has_a_network_class_and_answers_the_family_questions():
+    from seganypet.model.config import FAMILIES
+    from seganypet.model.registry import NETWORK_CLASSES, build_network
+
+    assert sorted(NETWORK_CLASSES) == sorted(FAMILIES)
+    vit = build_network("small")
+    unet = build_network("unet_small")
+    assert vit.family == "sam_med3d" and unet.family == "prompt_unet"
+    assert vit.has_reference_order and not unet.has_reference_order
+    vit.reference_order = True
+    assert vit.image_encoder.attention_mode == "padded"
+    with pytest.raises(InputError, match="windowed attention"):
+        unet.reference_order = True
+    unet.reference_order = False  # asking for the default is no error
+    assert unet.with_box_embeddings() is unet  # a prompt_unet always takes boxes
+    grown = vit.with_box_embeddings()
+    assert grown.config.has_box_embeddings and grown.reference_order
+    for key, value in vit.state_dict().items():
+        assert torch.equal(grown.state_dict()[key], value)
+    with pytest.raises(InputError, match="cannot grow"):
+        vit.grown_to("unet_small_rel")
+    assert unet.grown_to("unet_small_rel").config.preset == "unet_small_rel"

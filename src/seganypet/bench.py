@@ -182,19 +182,16 @@ def run_benchmark(
     """
     import torch
 
-    from seganypet.model.network import SamMed3D
     from seganypet.model.runtime import configure_threads
 
     _check_counts(repeats, clicks)
     num_threads = configure_threads(threads)
     net = _build(model, seed)
     net.precision = "fp32"
-    is_vit = isinstance(net, SamMed3D)
-    if compare_reference and not is_vit:
+    if compare_reference and not net.has_reference_order:
         raise InputError("--compare-reference times the ViT's windowed attention: SAM-Med3D only")
-    if is_vit:
-        attention_mode = net.image_encoder.attention_mode
-        net.image_encoder.attention_mode = "fast"
+    reference_order = net.reference_order
+    net.reference_order = False
     size = net.config.input_size
     x = _synthetic_crop(size, seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -257,14 +254,14 @@ def run_benchmark(
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
 
     if compare_reference:
-        net.image_encoder.attention_mode = "padded"
+        net.reference_order = True
         try:
             ref_times = []
             for _ in range(max(1, reference_repeats)):
                 t, emb_ref = _timed(lambda: net.embed(x))
                 ref_times.append(t)
         finally:
-            net.image_encoder.attention_mode = "fast"
+            net.reference_order = False
         ref_median = statistics.median(ref_times)
         result["reference"] = {
             "what": "reference-style windowed attention: grid padded to whole windows, all padded tokens attended",
@@ -274,8 +271,7 @@ def run_benchmark(
             "peak_rss_mb": round(_peak_rss_mb(), 1),
         }
 
-    if is_vit:
-        net.image_encoder.attention_mode = attention_mode
+    net.reference_order = reference_order
     if print_json:
         _print(result)
     return result

@@ -371,10 +371,9 @@ def cmd_segment(args: argparse.Namespace) -> None:
     configure_threads(args.threads)
     network = load_model(args.model)
     if args.reference_order:
-        encoder = getattr(network, "image_encoder", None)
-        if encoder is None or not hasattr(encoder, "attention_mode"):
+        if not network.has_reference_order:
             raise InputError("--reference-order applies to SAM-Med3D (vit) models only")
-        encoder.attention_mode = "padded"
+        network.reference_order = True
     session = Session(network, small_object_network=load_small_object_model(args.model))
     session.set_image(image)
 

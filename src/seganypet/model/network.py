@@ -17,7 +17,7 @@ input, as in its training and in the reference rounds.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -64,6 +64,36 @@ class PromptInputs:
 
     config: ModelConfig
     device: torch.device
+    #: The ``ModelConfig.family`` a class builds (:mod:`seganypet.model.registry`).
+    family: ClassVar[str]
+
+    @property
+    def reference_order(self) -> bool:
+        """Whether attention runs in the reference implementation's order (its float32
+        results bit for bit, slower). Only a family with windowed attention has the choice."""
+        return False
+
+    @reference_order.setter
+    def reference_order(self, value: bool) -> None:
+        if value:
+            raise InputError(
+                f"the reference attention order concerns SAM-Med3D's windowed attention; "
+                f"this is a {self.family} network"
+            )
+
+    @property
+    def has_reference_order(self) -> bool:
+        return type(self).reference_order is not PromptInputs.reference_order
+
+    def with_box_embeddings(self) -> PromptInputs:
+        """This network, able to take boxes (a family that always can returns itself)."""
+        if self.config.has_box_embeddings:
+            return self
+        raise InputError(f"a {self.family} network cannot be given box embeddings")
+
+    def grown_to(self, preset: str) -> PromptInputs:
+        """This network's weights in a larger ``preset`` of its family (see ``GROWN_FROM``)."""
+        raise InputError(f"a {self.config.preset!r} network cannot grow into preset {preset!r}")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -208,6 +238,8 @@ class SamMed3D(PromptInputs, nn.Module):
     prompts and decoding always run in float32.
     """
 
+    family = "sam_med3d"
+
     def __init__(self, config: ModelConfig | str = "vit_b_ori") -> None:
         super().__init__()
         if isinstance(config, str):
@@ -251,6 +283,28 @@ class SamMed3D(PromptInputs, nn.Module):
     @property
     def device(self) -> torch.device:
         return self.image_encoder.pos_embed.device
+
+    @property
+    def reference_order(self) -> bool:
+        return self.image_encoder.attention_mode == "padded"
+
+    @reference_order.setter
+    def reference_order(self, value: bool) -> None:
+        self.image_encoder.attention_mode = "padded" if value else "fast"
+
+    def with_box_embeddings(self) -> SamMed3D:
+        """The same network with (freshly initialised) learned box-corner embeddings."""
+        if self.config.has_box_embeddings:
+            return self
+        grown = SamMed3D(self.config.replace(has_box_embeddings=True))
+        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        if not all(key.startswith("prompt_encoder.point_embeddings.") for key in missing) or (
+            unexpected
+        ):
+            raise RuntimeError(f"adding box embeddings: missing {missing}, unexpected {unexpected}")
+        grown.precision = self.precision
+        grown.reference_order = self.reference_order
+        return grown
 
     # ------------------------------------------------------------------ differentiable parts
 

@@ -246,6 +246,8 @@ def click_maps(
 class PromptUNet(PromptInputs, nn.Module):
     """A promptable residual 3D U-Net (family ``prompt_unet``, preset ``unet_small``)."""
 
+    family = "prompt_unet"
+
     def __init__(self, config: ModelConfig | str = "unet_small") -> None:
         super().__init__()
         if isinstance(config, str):
@@ -271,6 +273,9 @@ class PromptUNet(PromptInputs, nn.Module):
         self.eval()
 
     # ----------------------------------------------------------------------------- settings
+
+    def grown_to(self, preset: str) -> PromptUNet:
+        return grown_network(self, preset)
 
     @property
     def device(self) -> torch.device:

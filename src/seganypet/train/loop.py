@@ -62,10 +62,9 @@ from tqdm import tqdm
 
 from seganypet.atomic import atomic_path, write_text_atomic
 from seganypet.errors import InputError
-from seganypet.model.checkpoint import BOX_KEYS, load_model, save_model
+from seganypet.model.checkpoint import load_model, save_model
 from seganypet.model.config import ModelConfig
-from seganypet.model.network import SamMed3D
-from seganypet.model.presets import GROWN_FROM, default_config, preset_family
+from seganypet.model.presets import GROWN_FROM, default_config
 from seganypet.model.registry import build_network as build_model_network
 from seganypet.model.runtime import available_cpus, configure_threads, cpu_has_native_bf16
 from seganypet.train.augment import Augmentation
@@ -146,40 +145,19 @@ def build_network(config: TrainConfig) -> nn.Module:
     """
     torch.manual_seed(config.seed)
     if config.init is None:
-        preset = config.preset or "small"
-        if preset_family(preset) == "sam_med3d":
-            return build_model_network(
-                default_config(preset, has_box_embeddings=config.box_embeddings)
+        network = build_model_network(default_config(config.preset or "small"))
+    else:
+        network = load_model(config.init)
+        if GROWN_FROM.get(config.preset or "") == network.config.preset:
+            return network.grown_to(config.preset)
+        if config.preset is not None and config.preset != network.config.preset:
+            raise InputError(
+                f"--init {config.init} is a {network.config.preset!r} network but --preset is "
+                f"{config.preset!r}; leave --preset out when fine-tuning (it may only name a "
+                f"preset that grows from it: "
+                f"{', '.join(f'{a} from {b}' for a, b in GROWN_FROM.items())})"
             )
-        return build_model_network(default_config(preset))
-    network = load_model(config.init)
-    if GROWN_FROM.get(config.preset or "") == network.config.preset:
-        from seganypet.model.prompt_unet import grown_network
-
-        return grown_network(network, config.preset)  # type: ignore[arg-type]
-    if config.preset is not None and config.preset != network.config.preset:
-        raise InputError(
-            f"--init {config.init} is a {network.config.preset!r} network but --preset is "
-            f"{config.preset!r}; leave --preset out when fine-tuning (it may only name a preset "
-            f"that grows from it: {', '.join(f'{a} from {b}' for a, b in GROWN_FROM.items())})"
-        )
-    if (
-        config.box_embeddings
-        and isinstance(network, SamMed3D)
-        and not network.config.has_box_embeddings
-    ):
-        network = _with_box_embeddings(network)
-    return network
-
-
-def _with_box_embeddings(network: SamMed3D) -> SamMed3D:
-    """The same network with (freshly initialised) learned box-corner embeddings."""
-    grown = SamMed3D(network.config.replace(has_box_embeddings=True))
-    missing, unexpected = grown.load_state_dict(network.state_dict(), strict=False)
-    if sorted(missing) != sorted(BOX_KEYS) or unexpected:
-        raise RuntimeError(f"adding box embeddings: missing {missing}, unexpected {unexpected}")
-    grown.precision = network.precision
-    return grown
+    return network.with_box_embeddings() if config.box_embeddings else network
 
 
 def _parameter_groups(network: nn.Module, weight_decay: float) -> list[dict]:
