@@ -15,8 +15,11 @@ from seganypet.image import PetImage
 from seganypet.quant import (
     PEAK_RADIUS_MM,
     check_mask_matches,
+    lesions_above,
+    liver_reference,
     quantify,
     sphere_kernel,
+    sul_per_unit,
     suv_peak,
 )
 
@@ -321,3 +324,74 @@ def test_real_sarcoma_crop_values_are_plausible_and_peak_matches_brute_force():
     assert 1 < gtv.suv_mean < gtv.suv_peak < gtv.suv_max < 30
     assert gtv.suv_peak == pytest.approx(brute_force_peak(image, roi), rel=1e-9)
     assert gtv.tlg == pytest.approx(gtv.suv_mean * gtv.mtv_ml)
+
+
+# ---- the PERCIST liver reference -----------------------------------------------------------
+
+
+def test_liver_reference_is_the_mean_and_sd_of_a_3_cm_sphere():
+    """Every voxel centre within 15 mm of the clicked voxel's centre, and none further, on an
+    anisotropic grid; values are SUVbw here (no body size recorded), so the note says so."""
+    rng = np.random.default_rng(3)
+    spacing = (4.0, 3.0, 5.0)
+    array = rng.normal(2.0, 0.3, (30, 30, 20)).astype(np.float32)
+    image = make_image(array, spacing=spacing)
+    centre = (14, 15, 9)
+    reference = liver_reference(image, centre)
+    grid = np.stack(np.indices(array.shape), axis=-1) * spacing
+    distance = np.linalg.norm(grid - np.multiply(centre, spacing), axis=-1)
+    inside = array[distance <= 15.0].astype(np.float64)
+    assert reference.voxels == inside.size
+    assert reference.mean == pytest.approx(inside.mean(), rel=1e-12)
+    assert reference.sd == pytest.approx(inside.std(ddof=1), rel=1e-12)
+    assert reference.percist_threshold == pytest.approx(
+        1.5 * inside.mean() + 2 * inside.std(ddof=1)
+    )
+    assert (
+        reference.units == "SUVbw"
+        and reference.sul_per_unit is None
+        and "not SUL" in reference.note
+    )
+    assert reference.centre_world_mm == pytest.approx(np.multiply(centre, spacing))
+    assert reference.to_dict()["percist_threshold"] == reference.percist_threshold
+
+    # at the border only the image's own voxels count
+    corner = liver_reference(image, (0, 0, 0))
+    assert corner.voxels == int((np.linalg.norm(grid, axis=-1) <= 15.0).sum())
+    with pytest.raises(InputError, match="outside the image"):
+        liver_reference(image, (30, 0, 0))
+
+
+def test_liver_reference_in_sul_from_the_recorded_body_size():
+    from seganypet.io.suv import lean_body_mass_kg
+
+    array = np.full((20, 20, 20), 2.5, np.float32)
+    image = make_image(array)
+    image.metadata.update(patient_weight_kg=80.0, patient_size_m=1.75, patient_sex="M")
+    factor, note = sul_per_unit(image)
+    assert factor == pytest.approx(lean_body_mass_kg(80.0, 175.0, "M") / 80.0)
+    assert "Janmahasatian" in note
+    reference = liver_reference(image, (10, 10, 10))
+    assert reference.units == "SUL"
+    assert reference.mean == pytest.approx(2.5 * factor) and reference.sd == pytest.approx(0.0)
+    assert reference.percist_threshold == pytest.approx(1.5 * 2.5 * factor)
+    assert sul_per_unit(image.with_array(array, units="SUVlbm"))[0] == 1.0
+    image.metadata["patient_sex"] = "O"  # no lean body mass formula: no SUL
+    assert sul_per_unit(image)[0] is None
+
+
+def test_lesions_above_the_percist_threshold_compare_sulpeak():
+    array = np.ones((30, 30, 30), np.float32)
+    array[4:9, 4:9, 4:9] = 6.0  # a hot lesion
+    array[20:25, 20:25, 20:25] = 2.0  # a faint one
+    labels = np.zeros(array.shape, np.uint8)
+    labels[4:9, 4:9, 4:9] = 1
+    labels[20:25, 20:25, 20:25] = 1
+    report = quantify(make_image(array), labels)
+    assert len(report.lesions) == 2
+    peaks = sorted(lesion.suv_peak for lesion in report.lesions)
+    above = lesions_above(report.lesions, threshold=(peaks[0] + peaks[1]) / 2)
+    assert [lesion.suv_peak for lesion in above] == [peaks[1]]
+    halved = lesions_above(report.lesions, threshold=peaks[1] * 0.5, to_reference_units=0.5)
+    assert [lesion.suv_peak for lesion in halved] == [peaks[1]]
+    assert len(lesions_above(report.lesions, threshold=peaks[0])) == 2  # reaching it counts

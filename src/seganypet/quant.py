@@ -22,6 +22,7 @@ from scipy import ndimage, signal
 
 from seganypet.errors import InputError
 from seganypet.image import PetImage
+from seganypet.io.suv import lean_body_mass_kg
 
 PEAK_RADIUS_MM = float((3.0 * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0))
 """Radius of a sphere of 1 cm³ (6.2035 mm): the IBSI SUVpeak neighbourhood."""
@@ -37,6 +38,9 @@ SUV_PEAK_DEFINITION = (
     "voxels; the sphere includes non-ROI voxels; at the image border only voxels inside the "
     "image are averaged"
 )
+
+LIVER_VOI_DIAMETER_MM = 30.0
+"""PERCIST's liver reference: a sphere of 3 cm diameter in the right lobe."""
 
 Voxel = tuple[int, int, int]
 WorldMm = tuple[float, float, float]
@@ -235,6 +239,125 @@ def suv_peak(image: PetImage, roi: np.ndarray) -> tuple[float, Voxel]:
     peaks = sphere_means(image, box, PEAK_RADIUS_MM)
     value, where = _masked_argmax(peaks, roi[box])
     return value, _offset(where, box)
+
+
+@dataclass(frozen=True)
+class LiverReference:
+    """The PERCIST liver reference: mean and SD of a 3 cm sphere VOI placed in the liver.
+
+    ``mean`` and ``sd`` are in ``units``: SUL (SUV normalised by lean body mass) when the image
+    is in SUL or records the patient's weight, height and sex, else the image's own units (then
+    ``note`` says so). ``sd`` is the sample standard deviation (n - 1) of the VOI's voxels.
+    """
+
+    centre_voxel: Voxel
+    centre_world_mm: WorldMm
+    diameter_mm: float
+    voxels: int
+    mean: float
+    sd: float
+    units: str
+    sul_per_unit: float | None
+    note: str
+
+    @property
+    def percist_threshold(self) -> float:
+        """PERCIST's threshold of measurable disease: 1.5 x SULmean + 2 x SD of the liver VOI."""
+        return 1.5 * self.mean + 2.0 * self.sd
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "centre_voxel": list(self.centre_voxel),
+            "centre_world_mm": list(self.centre_world_mm),
+            "diameter_mm": self.diameter_mm,
+            "voxels": self.voxels,
+            "mean": self.mean,
+            "sd": self.sd,
+            "units": self.units,
+            "sul_per_unit": self.sul_per_unit,
+            "percist_threshold": self.percist_threshold,
+            "note": self.note,
+        }
+
+
+def sul_per_unit(image: PetImage) -> tuple[float | None, str]:
+    """The factor that turns the image's values into SUL, and how it was found.
+
+    SUL is SUV normalised by lean body mass (Janmahasatian, as PERCIST recommends): 1 for an
+    image already in SUVlbm; LBM / weight for SUVbw when the image's metadata record the
+    patient's weight (kg), height (m) and sex; otherwise None (the note says what is missing).
+    """
+    units = image.units
+    if units.upper() == "SUVLBM":
+        return 1.0, "the image is in SUL (SUVlbm)"
+    weight = image.metadata.get("patient_weight_kg")
+    height_m = image.metadata.get("patient_size_m")
+    sex = image.metadata.get("patient_sex")
+    if units.upper() == "SUVBW" and weight and height_m and sex:
+        try:
+            lean = lean_body_mass_kg(float(weight), 100.0 * float(height_m), str(sex))
+        except InputError:
+            lean = None
+        if lean is not None and lean > 0:
+            return lean / float(weight), (
+                f"SUL = SUVbw x lean body mass / weight ({lean:.1f} / {float(weight):.1f} kg, "
+                "Janmahasatian)"
+            )
+    return None, (
+        f"in {units}, not SUL: SUL needs the patient's weight, height and sex, which this image "
+        "does not record"
+    )
+
+
+def liver_reference(
+    image: PetImage,
+    centre_voxel: Sequence[float],
+    diameter_mm: float = LIVER_VOI_DIAMETER_MM,
+) -> LiverReference:
+    """Mean and SD of the voxels whose centres lie within ``diameter_mm / 2`` of the centre
+    voxel's centre (the image's voxels only, at a border), in SUL where :func:`sul_per_unit`
+    finds the factor. ``centre_voxel`` is rounded to the nearest voxel."""
+    centre = tuple(int(round(float(v))) for v in centre_voxel)
+    if len(centre) != 3 or not all(0 <= c < n for c, n in zip(centre, image.shape, strict=True)):
+        raise InputError(
+            f"the liver reference's centre {list(centre_voxel)} lies outside the image "
+            f"(shape {list(image.shape)})"
+        )
+    kernel = sphere_kernel(image.spacing, diameter_mm / 2.0)
+    half = [(k - 1) // 2 for k in kernel.shape]
+    image_box = tuple(
+        slice(max(c - h, 0), min(c + h + 1, n))
+        for c, h, n in zip(centre, half, image.shape, strict=True)
+    )
+    kernel_box = tuple(
+        slice(window.start - (c - h), window.stop - (c - h))
+        for window, c, h in zip(image_box, centre, half, strict=True)
+    )
+    values = image.array[image_box][kernel[kernel_box]].astype(np.float64)
+    factor, note = sul_per_unit(image)
+    if factor is not None:
+        values = values * factor
+    sd = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    return LiverReference(
+        centre_voxel=centre,  # type: ignore[arg-type]
+        centre_world_mm=_world(image, centre),  # type: ignore[arg-type]
+        diameter_mm=float(diameter_mm),
+        voxels=int(values.size),
+        mean=float(values.mean()),
+        sd=sd,
+        units="SUL" if factor is not None else image.units,
+        sul_per_unit=factor,
+        note=note,
+    )
+
+
+def lesions_above(
+    lesions: Sequence[RegionStats], threshold: float, to_reference_units: float | None = None
+) -> list[RegionStats]:
+    """The lesions whose SUVpeak, times ``to_reference_units`` (the image-to-SUL factor of the
+    liver reference; 1 when None), reaches ``threshold``: PERCIST's measurable lesions."""
+    scale = 1.0 if to_reference_units is None else float(to_reference_units)
+    return [lesion for lesion in lesions if lesion.suv_peak * scale >= threshold]
 
 
 def check_mask_matches(image: PetImage, labels: np.ndarray, affine: np.ndarray) -> None:
