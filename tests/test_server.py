@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -516,3 +517,243 @@ def test_viewer_page_and_vendored_niivue_are_served_with_the_token(data_dir: Pat
     assert "BSD 2-Clause" in (STATIC / "niivue" / "LICENSE").read_text()
     for path in ["/static/../app.py", "/static/%2e%2e/app.py", "/static/niivue/LICENSE"]:
         assert bare.get(path, params={"token": TOKEN}).status_code == 404, path
+
+
+# ---- the study list, the header, references and the liver VOI (issue #12, the viewer) ------
+
+
+def _write_nifti(path: Path, array: np.ndarray, affine: np.ndarray = AFFINE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(nib.Nifti1Image(array, affine).to_bytes()))
+
+
+def _hot_mask() -> np.ndarray:
+    mask = np.zeros((32, 30, 24), np.uint8)
+    mask[HOT] = 1
+    return mask
+
+
+def test_the_study_list_shows_images_with_their_masks_attached(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Label maps (integer data, mostly 0, few labels, even stored as floats) are attached to
+    the image on their grid beside them, never listed as studies nor opened as images."""
+    _write_nifti(data_dir / "patient1" / "pet_mask.nii.gz", _hot_mask())
+    _write_nifti(data_dir / "patient1" / "gtv.nii.gz", _hot_mask().astype(np.float32))
+    _write_nifti(data_dir / "patient1" / "elsewhere_mask.nii.gz", np.zeros((8, 8, 8), np.uint8))
+    # a flat folder: each mask goes to the image whose name it shares
+    _write_nifti(data_dir / "flat" / "caseA_pet.nii.gz", _image_array())
+    _write_nifti(data_dir / "flat" / "caseB_pet.nii.gz", _image_array() * 2)
+    _write_nifti(data_dir / "flat" / "caseA_seg.nii.gz", _hot_mask() * 3)
+    # image/ and labels/ folders side by side
+    _write_nifti(data_dir / "split" / "image" / "pet.nii.gz", _image_array())
+    _write_nifti(data_dir / "split" / "labels" / "lesions.nii.gz", _hot_mask())
+    client = _client(data_dir, work_dir=tmp_path / "work")
+    listed = {study["path"]: study for study in client.get("/api/studies").json()}
+    assert set(listed) == {
+        "patient1/pet.nii.gz",
+        "flat/caseA_pet.nii.gz",
+        "flat/caseB_pet.nii.gz",
+        "split/image/pet.nii.gz",
+    }
+    assert {study["kind"] for study in listed.values()} == {"nifti"}
+    attached = {path: [a["path"] for a in s["attachments"]] for path, s in listed.items()}
+    assert attached == {
+        "patient1/pet.nii.gz": ["patient1/gtv.nii.gz", "patient1/pet_mask.nii.gz"],
+        "flat/caseA_pet.nii.gz": ["flat/caseA_seg.nii.gz"],
+        "flat/caseB_pet.nii.gz": [],
+        "split/image/pet.nii.gz": ["split/labels/lesions.nii.gz"],
+    }
+    assert {a["kind"] for s in listed.values() for a in s["attachments"]} == {"labels"}
+
+    for mask in ("patient1/pet_mask.nii.gz", "patient1/gtv.nii.gz", "flat/caseA_seg.nii.gz"):
+        response = client.post("/api/sessions", json={"study": mask})
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"] == (
+            f"{mask!r} is a label map (a mask), not a PET image; open the image it belongs to, "
+            "where it is listed as a reference"
+        )
+    response = client.post(
+        "/api/sessions/upload",
+        params={"filename": "mask.nii.gz"},
+        content=(data_dir / "patient1" / "pet_mask.nii.gz").read_bytes(),
+    )
+    assert response.status_code == 400 and "label map" in response.json()["detail"]
+    assert client.get("/api/health").json()["open_sessions"] == 0
+
+
+def test_dicom_masks_attach_to_their_series_and_load_as_references(tmp_path: Path) -> None:
+    """An RTSTRUCT and a SEG beside a PET series are listed under it (not as studies), load onto
+    its grid as references, and the answer gives the Dice with the current object; the study
+    header shows what the DICOM headers record."""
+    import pydicom
+
+    from seganypet.io import load_image
+    from seganypet.io.masks import load_mask, save_mask
+
+    case = shared_path("data", "sts_crops_dicom_gml", "STS_001")
+    data = tmp_path / "data"
+    shutil.copytree(case / "image", data / "STS_001" / "image")
+    shutil.copytree(case / "mask", data / "STS_001" / "mask")
+    image = load_image(case / "image")
+    truth, names = load_mask(case / "mask" / "RS.dcm", image)
+    save_mask(truth, names, image, data / "STS_001" / "seg" / "gtv_seg.dcm", format="dicom-seg")
+    client = _client(data, work_dir=tmp_path / "work")
+    (study,) = client.get("/api/studies").json()
+    assert study["path"] == "STS_001/image" and study["kind"] == "dicom"
+    assert study["attachments"] == [
+        {"path": "STS_001/mask/RS.dcm", "kind": "rtstruct"},
+        {"path": "STS_001/seg/gtv_seg.dcm", "kind": "seg"},
+    ]
+    for mask in ("STS_001/mask/RS.dcm", "STS_001/seg/gtv_seg.dcm"):
+        response = client.post("/api/sessions", json={"study": mask})
+        assert response.status_code == 400 and "not a PET image" in response.json()["detail"]
+
+    info = _open(client, "STS_001/image")
+    sid = info["session_id"]
+    first = pydicom.dcmread(sorted((case / "image").iterdir())[0], stop_before_pixels=True)
+    drug = first.RadiopharmaceuticalInformationSequence[0]
+    header = info["header"]
+    assert header["format"] == "dicom"
+    assert header["patient_id"] == first.PatientID
+    assert header["patient_name"] == str(first.PatientName)
+    assert (
+        header["study_date"]
+        == f"{first.StudyDate[:4]}-{first.StudyDate[4:6]}-{first.StudyDate[6:]}"
+    )
+    assert header["tracer"] == drug.Radiopharmaceutical
+    assert header["radionuclide"] == drug.RadionuclideCodeSequence[0].CodeMeaning
+    assert header["weight_kg"] == pytest.approx(float(first.PatientWeight))
+    assert header["height_m"] == pytest.approx(float(first.PatientSize))
+    assert header["injected_dose_mbq"] == pytest.approx(float(drug.RadionuclideTotalDose) / 1e6)
+    assert header["suv_type"] == "SUVbw" and header["source_units"] == first.Units == "GML"
+    assert header["suv_factor"] == 1.0
+
+    array = nifti_array(client.get(f"/api/sessions/{sid}/image").content)
+    inner = array[8:-8, 8:-8, 8:-8]
+    hottest = np.add(np.unravel_index(np.argmax(inner), inner.shape), 8)
+    client.post(f"/api/sessions/{sid}/prompts", json={"point": hottest.tolist()})
+    clicked = _labels(client, sid) == 1
+    for path, kind in (("STS_001/mask/RS.dcm", "rtstruct"), ("STS_001/seg/gtv_seg.dcm", "seg")):
+        response = client.post(f"/api/sessions/{sid}/reference", json={"path": path})
+        assert response.status_code == 200, response.text
+        reference = response.json()["reference"]
+        assert reference["source"] == path and reference["kind"] == kind
+        (row,) = reference["labels"]
+        assert row["name"] == names[1] and row["voxels"] == int(truth.astype(bool).sum())
+        expected = 2 * (clicked & (truth > 0)).sum() / (clicked.sum() + (truth > 0).sum())
+        assert row["dice"] == pytest.approx(expected) and reference["dice_all"] == row["dice"]
+        payload = client.get(f"/api/sessions/{sid}/reference").json()
+        np.testing.assert_array_equal(decode_labels(payload["runs"], payload["shape"]), truth)
+        assert payload["names"] == {"1": names[1]}
+
+
+def test_a_reference_label_map_gives_the_dice_of_the_current_object(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    _write_nifti(data_dir / "patient1" / "pet_mask.nii.gz", _hot_mask())
+    work = tmp_path / "work"
+    client = _client(data_dir, work_dir=work)
+    sid = _open(client)["session_id"]
+    assert _open(client)["reference"] is None
+    info = client.post(
+        f"/api/sessions/{sid}/reference", json={"path": "patient1/pet_mask.nii.gz"}
+    ).json()
+    (row,) = info["reference"]["labels"]
+    assert row == {"label": 1, "name": "label_1", "voxels": 800, "dice": 0.0}  # nothing yet
+    assert info["reference"]["object"] == 0
+
+    info = client.post(f"/api/sessions/{sid}/prompts", json={"point": [15, 17, 12]}).json()
+    labels = _labels(client, sid)
+    hot = _hot_mask().astype(bool)
+    expected = 2 * ((labels == 1) & hot).sum() / ((labels == 1).sum() + hot.sum())
+    assert info["reference"]["labels"][0]["dice"] == pytest.approx(expected)
+    info = client.post(f"/api/sessions/{sid}/objects", json={"name": "empty"}).json()
+    assert info["reference"]["object"] == 1 and info["reference"]["dice_all"] == 0.0
+
+    # the reference is kept with the session: a new server replays it from the journal
+    again = _client(data_dir, work_dir=work)
+    info = _open(again)
+    assert info["reference"]["source"] == "patient1/pet_mask.nii.gz"
+    assert info["reference"]["dice_all"] == 0.0  # the current object is still the empty one
+
+    # one uploaded instead, then none
+    upload = f"/api/sessions/{sid}/reference/upload"
+    response = again.post(
+        upload,
+        params={"filename": "drawn.nii.gz"},
+        content=(data_dir / "patient1" / "pet_mask.nii.gz").read_bytes(),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["reference"]["source"] == "drawn.nii.gz"
+    assert again.delete(f"/api/sessions/{sid}/reference").json()["reference"] is None
+    assert again.get(f"/api/sessions/{sid}/reference").status_code == 404
+
+    # refusals, each one line with a 4xx status
+    refused = [
+        again.post(f"/api/sessions/{sid}/reference", json={"path": "patient1/pet.nii.gz"}),
+        again.post(f"/api/sessions/{sid}/reference", json={"path": "../secret.nii.gz"}),
+        again.post(upload, params={"filename": "x.txt"}, content=b"hello"),
+        again.post(upload, params={"filename": "x.dcm"}, content=b"not DICOM at all"),
+    ]
+    for response in refused:
+        assert response.status_code == 400, response.text
+        assert "\n" not in response.json()["detail"]
+    assert refused[0].json()["detail"] == (
+        "'patient1/pet.nii.gz' is not a label map, an RTSTRUCT or a DICOM SEG, so it cannot be a "
+        "reference"
+    )
+    assert "not a DICOM file" in refused[3].json()["detail"]
+
+
+def test_the_liver_reference_and_the_percist_baseline_are_kept_with_the_session(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from seganypet.io import load_image
+    from seganypet.quant import lesions_above, liver_reference, quantify
+
+    work = tmp_path / "work"
+    client = _client(data_dir, work_dir=work)
+    info = _open(client)
+    sid = info["session_id"]
+    assert info["header"] == {
+        "format": "nifti",
+        "patient_id": None,
+        "patient_name": None,
+        "study_date": None,
+        "tracer": None,
+        "radionuclide": None,
+        "weight_kg": None,
+        "height_m": None,
+        "sex": None,
+        "injected_dose_mbq": None,
+        "suv_type": "SUVbw",
+        "suv_factor": None,
+        "source_units": None,
+    }
+    response = client.post(f"/api/sessions/{sid}/percist")
+    assert response.status_code == 400 and "liver reference first" in response.json()["detail"]
+    assert client.post(f"/api/sessions/{sid}/liver", json={"voxel": [40, 1, 1]}).status_code == 400
+
+    image = load_image(data_dir / "patient1" / "pet.nii.gz")
+    expected = liver_reference(image, (26, 5, 18))  # beside the hot cube
+    info = client.post(f"/api/sessions/{sid}/liver", json={"voxel": [26, 5, 18]}).json()
+    assert info["liver"] == pytest.approx(expected.to_dict())
+    assert info["liver"]["units"] == "SUVbw" and info["percist"] is None
+
+    info = client.post(f"/api/sessions/{sid}/percist").json()
+    assert info["percist"] == {
+        "threshold": pytest.approx(expected.percist_threshold),
+        "units": "SUVbw",
+        "lesions_above": [],
+    }
+    info = client.post(f"/api/sessions/{sid}/prompts", json={"point": [15, 17, 12]}).json()
+    report = quantify(image, _labels(client, sid))
+    above = lesions_above(report.lesions, expected.percist_threshold)
+    assert above and info["percist"]["lesions_above"] == [[1, 1]]
+
+    again = _client(data_dir, work_dir=work)  # replayed from the journal
+    info = _open(again)
+    assert info["liver"] == pytest.approx(expected.to_dict())
+    assert info["percist"]["lesions_above"] == [[1, 1]]
+    assert again.delete(f"/api/sessions/{sid}/percist").json()["percist"] is None

@@ -462,6 +462,13 @@ def _required_floats(path: Path, header: Dataset, keyword: str, count: int) -> n
     return numbers
 
 
+def _iso_date(value: str | None) -> str | None:
+    """A DICOM date (YYYYMMDD) as YYYY-MM-DD; anything else as it is."""
+    if value and len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
+
+
 def _float_or_none(value: Any) -> float | None:
     try:
         return float(value) if value is not None and str(value).strip() else None
@@ -572,10 +579,22 @@ def _read_volume(path: Path, files: list[Path], factor: float) -> np.ndarray:
 
 def _metadata(path: Path, headers: list[Dataset], suv: SuvResult) -> dict[str, Any]:
     first = headers[0]
+    sequence = first.get("RadiopharmaceuticalInformationSequence") or [Dataset()]
+    radiopharmaceutical = sequence[0]
 
-    def text(keyword: str) -> str | None:
-        value = first.get(keyword)
+    def text(keyword: str, dataset: Dataset = first) -> str | None:
+        value = dataset.get(keyword)
         return str(value).strip() if value is not None and str(value).strip() else None
+
+    def number(keyword: str, dataset: Dataset = first) -> float | None:
+        value = suv.tags_used.get(keyword)  # the value the SUV factor used, where it used one
+        return _float_or_none(dataset.get(keyword) if value is None else value)
+
+    def code_meaning(keyword: str) -> str | None:
+        codes = radiopharmaceutical.get(keyword) or [Dataset()]
+        return text("CodeMeaning", codes[0])
+
+    study_date = text("StudyDate") or text("SeriesDate")
 
     return {
         "source": str(path),
@@ -587,6 +606,15 @@ def _metadata(path: Path, headers: list[Dataset], suv: SuvResult) -> dict[str, A
         "study_uid": text("StudyInstanceUID"),
         "frame_of_reference_uid": text("FrameOfReferenceUID"),
         "patient_id": text("PatientID"),
+        "patient_name": text("PatientName"),
+        "study_date": _iso_date(study_date),
+        "radiopharmaceutical": text("Radiopharmaceutical", radiopharmaceutical)
+        or code_meaning("RadiopharmaceuticalCodeSequence"),
+        "radionuclide": code_meaning("RadionuclideCodeSequence"),
+        "patient_weight_kg": number("PatientWeight"),
+        "patient_size_m": number("PatientSize"),
+        "patient_sex": text("PatientSex"),
+        "injected_dose_bq": number("RadionuclideTotalDose", radiopharmaceutical),
         "manufacturer": text("Manufacturer"),
         "units": suv.units_in,
         "suv_type": suv.suv_type,

@@ -239,3 +239,58 @@ def write_label_map(labels: np.ndarray, image: PetImage, path: str | os.PathLike
         raise ValueError(f"label map shape {labels.shape} differs from image shape {image.shape}")
     dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
     return write_nifti(labels.astype(dtype), image.affine, path)
+
+
+#: A NIfTI whose voxels are whole numbers >= 0, mostly 0, with at most this many labels other
+#: than 0 is a label map (a mask), not an image.
+MASK_MAX_LABELS = 255
+_LABEL_MAP_CHUNK_VOXELS = 1 << 20
+
+
+def nifti_grid(path: str | os.PathLike) -> tuple[tuple[int, ...], np.ndarray]:
+    """A NIfTI file's 3D shape and affine, from its header alone."""
+    path = Path(path)
+    header = _read_header(path)
+    shape = _checked_shape(path, header)
+    return tuple(shape[:3]), _checked_affine(path, header.get_best_affine())
+
+
+def looks_like_label_map(path: str | os.PathLike) -> bool:
+    """Whether a NIfTI file holds a label map rather than an image: every voxel a whole number
+    >= 0, more than half of them 0, and at most :data:`MASK_MAX_LABELS` labels besides 0.
+
+    The voxels are read in chunks, and reading stops at the first that rules a label map out
+    (a PET image is told apart within its first chunk)."""
+    path = Path(path)
+    header = _read_header(path)
+    shape = _checked_shape(path, header)
+    dtype = header.get_data_dtype()
+    slope, intercept = (float(v) for v in (header["scl_slope"], header["scl_inter"]))
+    if math.isnan(slope) or slope == 0:
+        slope, intercept = 1.0, 0.0
+    total = int(np.prod(shape, dtype=np.int64))
+    zeros = 0
+    labels: set[float] = set()
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            handle.seek(int(header["vox_offset"]))
+            remaining = total
+            while remaining > 0:
+                count = min(remaining, _LABEL_MAP_CHUNK_VOXELS)
+                raw = handle.read(count * dtype.itemsize)
+                if len(raw) < count * dtype.itemsize:
+                    return False  # truncated: opening it as an image reports that
+                values = np.frombuffer(raw, dtype=dtype).astype(np.float64) * slope + intercept
+                if not np.isfinite(values).all() or values.min() < 0:
+                    return False
+                if not np.array_equal(values, np.rint(values)):
+                    return False
+                zeros += int(np.count_nonzero(values == 0))
+                labels.update(np.unique(values[values != 0]).tolist())
+                if len(labels) > MASK_MAX_LABELS:
+                    return False
+                remaining -= count
+    except (OSError, EOFError, zlib.error):
+        return False
+    return 2 * zeros > total

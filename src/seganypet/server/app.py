@@ -43,17 +43,21 @@ from seganypet.server.registry import (
 )
 from seganypet.server.schemas import (
     PROMPT_BODY,
+    LiverIn,
     NewObject,
     OpenStudy,
+    ReferenceIn,
     RenameObject,
     SavedFile,
     SaveIn,
     SessionInfo,
 )
 from seganypet.server.studies import (
+    REFERENCE_SUFFIXES,
     UploadTooLarge,
     list_studies,
     receive_upload,
+    refuse_mask,
     resolve_under,
     upload_suffix,
 )
@@ -178,7 +182,8 @@ def create_app(
 
     upload_names: dict[str, str] = {}  # sha256 of an upload -> the name it was sent with
     private = re.compile(
-        re.escape(str(work)) + r"/uploads/([0-9a-f]{64})(?:/dicom/\d{6}_|/image\.nii(?:\.gz)?)?"
+        re.escape(str(work))
+        + r"/uploads/([0-9a-f]{64})(?:/dicom/\d{6}_|/image\.(?:nii(?:\.gz)?|dcm))?"
         "|" + re.escape(str(work)) + "|" + re.escape(str(data_root)) + "/?"
     )
 
@@ -224,8 +229,10 @@ def create_app(
         return {"status": "ok", "version": __version__, "open_sessions": len(registry)}
 
     @app.get("/api/studies", tags=["studies"])
-    def studies() -> list[dict[str, str]]:
-        """NIfTI files and DICOM folders under the data folder."""
+    def studies() -> list[dict[str, Any]]:
+        """The PET images under the data folder (NIfTI files and DICOM folders), each with the
+        masks beside it (NIfTI label maps, RTSTRUCTs, SEGs) as ``attachments``: a mask is not a
+        study."""
         return list_studies(data_root)
 
     @app.post("/api/sessions", tags=["studies"])
@@ -235,6 +242,7 @@ def create_app(
         relative = path.relative_to(data_root).as_posix()
         if path.is_relative_to(work):
             raise InputError(f"{body.study!r}: the server's work folder is not a study")
+        refuse_mask(path, relative)
         return registry.open(f"data:{relative}", relative, path).info()
 
     @app.post(
@@ -263,6 +271,7 @@ def create_app(
         name = Path(filename).name
         upload_names[sha] = name
         try:
+            await run_in_threadpool(refuse_mask, path, name)
             study = await run_in_threadpool(registry.open, f"upload:{sha}", name, path)
         except Exception:
             if not registry.is_open(f"upload:{sha}"):
@@ -323,6 +332,93 @@ def create_app(
     @app.patch("/api/sessions/{session_id}/objects/{index}", tags=["objects"])
     def rename_object(session_id: str, index: int, body: RenameObject) -> SessionInfo:
         return registry.get(session_id).apply({"op": "rename", "index": index, "name": body.name})
+
+    @app.post("/api/sessions/{session_id}/reference", tags=["reference"])
+    def set_reference(session_id: str, body: ReferenceIn) -> SessionInfo:
+        """Load a reference segmentation from under the data folder (a NIfTI label map on the
+        study's grid, an RTSTRUCT or a DICOM SEG, as listed in the study's ``attachments``):
+        the viewer outlines it, and the answer gives the Dice of each of its labels with the
+        current object."""
+        path = resolve_under(data_root, body.path)
+        if path.is_relative_to(work):
+            raise InputError(f"{body.path!r}: the server's work folder holds no references")
+        relative = path.relative_to(data_root).as_posix()
+        return registry.get(session_id).update(
+            {"op": "reference", "path": str(path), "source": relative}
+        )
+
+    @app.post(
+        "/api/sessions/{session_id}/reference/upload",
+        tags=["reference"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+    )
+    async def upload_reference(
+        session_id: str,
+        request: Request,
+        filename: str = Query(
+            description="*.nii, *.nii.gz (label map), *.dcm (RTSTRUCT or SEG), or *.zip of one"
+        ),
+    ) -> SessionInfo:
+        """Upload a reference segmentation as the raw request body, and load it."""
+        study = registry.get(session_id)
+        upload_suffix(filename, REFERENCE_SUFFIXES)
+        sha, path = await receive_upload(
+            request.stream(), filename, work / "uploads", max_upload_bytes, REFERENCE_SUFFIXES
+        )
+        name = Path(filename).name
+        upload_names[sha] = name
+        operation = {"op": "reference", "path": str(path), "source": name}
+        return await run_in_threadpool(study.update, operation)
+
+    @app.delete("/api/sessions/{session_id}/reference", tags=["reference"])
+    def clear_reference(session_id: str) -> SessionInfo:
+        return registry.get(session_id).update({"op": "reference", "path": None})
+
+    @app.get("/api/sessions/{session_id}/reference", tags=["reference"])
+    def reference_labels(session_id: str) -> JSONResponse:
+        """The reference's label map, run-length coded in Fortran order, with its names."""
+        study = registry.get(session_id)
+        reference = study.reference
+        if reference is None:
+            raise HTTPException(404, "this session has no reference; load one first")
+        payload = label_map_rle(reference.labels)
+        payload["names"] = {str(k): v for k, v in reference.names.items()}
+        payload["lo"], payload["hi"] = [0, 0, 0], [int(n) - 1 for n in reference.labels.shape]
+        return JSONResponse(payload)
+
+    @app.post("/api/sessions/{session_id}/liver", tags=["reference"])
+    def liver(session_id: str, body: LiverIn) -> SessionInfo:
+        """Place PERCIST's liver reference, a 3 cm sphere VOI, at a voxel: its SUL mean and SD
+        and the threshold 1.5 x SULmean + 2 x SD (kept with the session)."""
+        return registry.get(session_id).update({"op": "liver", "voxel": body.voxel})
+
+    @app.post("/api/sessions/{session_id}/percist", tags=["reference"])
+    def percist_baseline(session_id: str) -> SessionInfo:
+        """Keep the liver reference's threshold as the session's PERCIST baseline: the answer
+        then lists the lesions whose SULpeak reaches it."""
+        study = registry.get(session_id)
+        liver = study.liver
+        if liver is None:
+            raise InputError("place the liver reference first (a click on the liver)")
+        return study.update(
+            {
+                "op": "percist",
+                "threshold": liver.percist_threshold,
+                "units": liver.units,
+                "sul_per_unit": liver.sul_per_unit,
+            }
+        )
+
+    @app.delete("/api/sessions/{session_id}/percist", tags=["reference"])
+    def clear_percist(session_id: str) -> SessionInfo:
+        return registry.get(session_id).update({"op": "percist", "threshold": None})
 
     @app.get("/api/sessions/{session_id}/mask", tags=["results"])
     def mask(

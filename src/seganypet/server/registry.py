@@ -26,8 +26,19 @@ from seganypet.errors import InputError
 from seganypet.image import PetImage
 from seganypet.io import load_image
 from seganypet.prompts import Prompt
+from seganypet.quant import LiverReference, QuantReport
 from seganypet.server.journal import Journal
-from seganypet.server.schemas import LabelRegion, ObjectInfo, SessionInfo
+from seganypet.server.schemas import (
+    LabelRegion,
+    LiverInfo,
+    ObjectInfo,
+    PercistInfo,
+    ReferenceInfo,
+    ReferenceLabel,
+    SessionInfo,
+    StudyHeader,
+)
+from seganypet.server.studies import reference_kind
 from seganypet.session import Session
 
 log = logging.getLogger("seganypet.server")
@@ -81,6 +92,49 @@ def label_region(labels: np.ndarray, lo: list[int], hi: list[int]) -> LabelRegio
     )
 
 
+def dice(a: np.ndarray, b: np.ndarray) -> float | None:
+    """2|A and B| / (|A| + |B|) of two boolean masks; None when both are empty."""
+    total = int(a.sum()) + int(b.sum())
+    return None if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
+
+
+def study_header(image: PetImage) -> StudyHeader:
+    """What the image's file records about the patient and the scan (NIfTI: nothing)."""
+    meta = image.metadata
+    dicom = image.dicom_headers is not None
+    dose = meta.get("injected_dose_bq")
+    return StudyHeader(
+        format="dicom" if dicom else str(meta.get("format", "nifti")),
+        patient_id=meta.get("patient_id"),
+        patient_name=meta.get("patient_name"),
+        study_date=meta.get("study_date"),
+        tracer=meta.get("radiopharmaceutical"),
+        radionuclide=meta.get("radionuclide"),
+        weight_kg=meta.get("patient_weight_kg"),
+        height_m=meta.get("patient_size_m"),
+        sex=meta.get("patient_sex"),
+        injected_dose_mbq=None if dose is None else float(dose) / 1e6,
+        suv_type=image.units,
+        suv_factor=meta.get("suv_factor") if dicom else None,
+        source_units=meta.get("units") if dicom else None,
+    )
+
+
+@dataclass
+class Reference:
+    """A reference segmentation loaded onto the study's grid."""
+
+    path: Path
+    source: str
+    kind: str
+    labels: np.ndarray = field(repr=False)
+    names: dict[int, str]
+
+
+#: Journal operations that change what the study holds beside the session's objects.
+STUDY_OPERATIONS = ("reference", "liver", "percist")
+
+
 @dataclass
 class Study:
     """One open study: its session, journal and the label map of its current state."""
@@ -96,7 +150,11 @@ class Study:
     image_bytes: bytes | None = field(default=None, repr=False)
     labels: np.ndarray | None = field(default=None, repr=False)
     names: dict[int, str] = field(default_factory=dict)
+    reference: Reference | None = None
+    liver: LiverReference | None = None
+    percist: dict[str, Any] | None = None  # the baseline threshold, its units and SUL factor
     _stats: dict[str, Any] | None = field(default=None, repr=False)
+    _report: QuantReport | None = field(default=None, repr=False)
 
     @property
     def session_id(self) -> str:
@@ -112,6 +170,50 @@ class Study:
                 change = self._relabel()
             return self.info(change)
 
+    def update(self, operation: dict[str, Any]) -> SessionInfo:
+        """Journal and apply an operation on the study's reference, liver VOI or PERCIST
+        baseline (see :data:`STUDY_OPERATIONS`). It is checked (a reference loaded, a VOI
+        measured) before it is journaled, so a refused one leaves no trace."""
+        with self.lock:
+            apply = self.prepare(operation)
+            self.journal.append(operation)
+            apply()
+            return self.info()
+
+    def prepare(self, operation: dict[str, Any]):
+        """The work of a study operation done, and a function that makes it take effect."""
+        from seganypet.io.masks import load_mask
+        from seganypet.quant import liver_reference
+
+        kind = operation["op"]
+        if kind == "reference":
+            path = operation.get("path")
+            if path is None:
+                return lambda: setattr(self, "reference", None)
+            mask_kind = reference_kind(Path(path))
+            if mask_kind == "unknown":
+                raise InputError(
+                    f"{operation['source']!r} is not a label map, an RTSTRUCT or a DICOM SEG, so "
+                    "it cannot be a reference"
+                )
+            labels, names = load_mask(path, self.image)
+            reference = Reference(Path(path), operation["source"], mask_kind, labels, names)
+            return lambda: setattr(self, "reference", reference)
+        if kind == "liver":
+            liver = liver_reference(self.image, operation["voxel"])
+            return lambda: setattr(self, "liver", liver)
+        if kind == "percist":
+            threshold = operation.get("threshold")
+            if threshold is None:
+                return lambda: setattr(self, "percist", None)
+            baseline = {
+                "threshold": float(threshold),
+                "units": operation["units"],
+                "sul_per_unit": operation.get("sul_per_unit"),
+            }
+            return lambda: setattr(self, "percist", baseline)
+        raise ValueError(f"unknown study operation {kind!r}")
+
     def label_map(self) -> tuple[np.ndarray, dict[int, str]]:
         with self.lock:
             if self.labels is None:
@@ -119,13 +221,56 @@ class Study:
             return self.labels, dict(self.names)
 
     def stats(self) -> dict[str, Any]:
+        with self.lock:
+            if self._stats is None:
+                self._stats = self.report().to_dict()
+            return self._stats
+
+    def report(self) -> QuantReport:
         from seganypet.quant import quantify
 
         with self.lock:
-            if self._stats is None:
+            if self._report is None or self._stats is None:
                 labels, names = self.label_map()
-                self._stats = quantify(self.image, labels, label_names=names).to_dict()
-            return self._stats
+                self._report = quantify(self.image, labels, label_names=names)
+            return self._report
+
+    def reference_info(self) -> ReferenceInfo | None:
+        """The reference and the Dice of each of its labels with the current object."""
+        reference = self.reference
+        if reference is None:
+            return None
+        current = self.session.current_index
+        mask = self.session.object_mask(current)
+        rows = []
+        for label, name in sorted(reference.names.items()):
+            region = reference.labels == label
+            rows.append(
+                ReferenceLabel(
+                    label=label, name=name, voxels=int(region.sum()), dice=dice(region, mask)
+                )
+            )
+        return ReferenceInfo(
+            source=reference.source,
+            kind=reference.kind,
+            object=current,
+            labels=rows,
+            dice_all=dice(reference.labels > 0, mask),
+        )
+
+    def percist_info(self) -> PercistInfo | None:
+        from seganypet.quant import lesions_above
+
+        if self.percist is None:
+            return None
+        above = lesions_above(
+            self.report().lesions, self.percist["threshold"], self.percist["sul_per_unit"]
+        )
+        return PercistInfo(
+            threshold=self.percist["threshold"],
+            units=self.percist["units"],
+            lesions_above=[[lesion.label, lesion.component or 1] for lesion in above],
+        )
 
     def info(self, change: LabelRegion | None = None) -> SessionInfo:
         with self.lock:
@@ -158,6 +303,10 @@ class Study:
                 replayed=self.replayed,
                 change=change,
                 stats=self.stats(),
+                header=study_header(image),
+                reference=self.reference_info(),
+                liver=None if self.liver is None else LiverInfo(**self.liver.to_dict()),
+                percist=self.percist_info(),
             )
 
     def _relabel(self) -> LabelRegion | None:
@@ -166,11 +315,11 @@ class Study:
         previous, previous_names = self.labels, self.names
         self.labels, self.names = self.session.label_map()
         if previous is None:
-            self._stats = None
+            self._stats = self._report = None
             return None
         changed = extent(previous != self.labels)
         if changed is not None or self.names != previous_names:
-            self._stats = None
+            self._stats = self._report = None
         return None if changed is None else label_region(self.labels, *changed)
 
 
@@ -271,7 +420,10 @@ class StudyRegistry:
         if previous is not None and _same_study(previous, header):
             for operation in operations:
                 try:
-                    apply_operation(session, operation)
+                    if operation.get("op") in STUDY_OPERATIONS:
+                        study.prepare(operation)()
+                    else:
+                        apply_operation(session, operation)
                 except InputError:
                     pass  # refused when it was made, and refused again: no change
                 except Exception:  # a failed prompt was rolled back live too

@@ -61,6 +61,83 @@ class LabelRegion(BaseModel):
     )
 
 
+class StudyHeader(BaseModel):
+    """What the study's file records about the patient and the scan; None: not recorded (a
+    NIfTI image records none of it)."""
+
+    format: str = Field(description="dicom or nifti")
+    patient_id: str | None = None
+    patient_name: str | None = Field(None, description="as stored in the file (DICOM: Last^First)")
+    study_date: str | None = Field(None, description="YYYY-MM-DD")
+    tracer: str | None = Field(None, description="the radiopharmaceutical")
+    radionuclide: str | None = None
+    weight_kg: float | None = None
+    height_m: float | None = None
+    sex: str | None = None
+    injected_dose_mbq: float | None = None
+    suv_type: str = Field(description="the units of the image's values: SUVbw, SUVlbm, ...")
+    suv_factor: float | None = Field(
+        None, description="SUV = stored value (after rescale) x this factor (DICOM only)"
+    )
+    source_units: str | None = Field(None, description="the DICOM Units the SUV came from")
+
+
+class ReferenceLabel(BaseModel):
+    label: int
+    name: str
+    voxels: int
+    dice: float | None = Field(
+        None, description="Dice with the current object's mask (None: both are empty)"
+    )
+
+
+class ReferenceInfo(BaseModel):
+    """A reference segmentation (a label map, an RTSTRUCT or a SEG) on the study's grid."""
+
+    source: str = Field(description="the reference's path under --data, or its uploaded name")
+    kind: str = Field(description="labels, rtstruct or seg")
+    object: int = Field(description="the object compared with it (the current one)")
+    labels: list[ReferenceLabel]
+    dice_all: float | None = Field(
+        None, description="Dice of every reference label together with the current object"
+    )
+
+
+class ReferenceIn(BaseModel):
+    path: str = Field(description="a label map, RTSTRUCT or SEG, relative to --data")
+
+
+class LiverIn(BaseModel):
+    voxel: list[float] = Field(
+        min_length=3, max_length=3, description="the sphere's centre, a voxel of the input array"
+    )
+
+
+class LiverInfo(BaseModel):
+    """The PERCIST liver reference: a 3 cm sphere VOI (seganypet.quant.liver_reference)."""
+
+    centre_voxel: list[int]
+    centre_world_mm: list[float]
+    diameter_mm: float
+    voxels: int
+    mean: float
+    sd: float
+    units: str = Field(description="SUL, or the image's units when SUL cannot be had")
+    sul_per_unit: float | None
+    percist_threshold: float = Field(description="1.5 x mean + 2 x SD")
+    note: str
+
+
+class PercistInfo(BaseModel):
+    """The PERCIST baseline threshold kept with the session, and the lesions reaching it."""
+
+    threshold: float
+    units: str
+    lesions_above: list[list[int]] = Field(
+        description="[label, lesion] of each lesion whose SULpeak reaches the threshold"
+    )
+
+
 class SessionInfo(BaseModel):
     session_id: str
     study: str
@@ -79,6 +156,10 @@ class SessionInfo(BaseModel):
     stats: dict[str, Any] | None = Field(
         None, description="SUVmax, SUVpeak, SUVmean, MTV and TLG per object (as GET .../stats)"
     )
+    header: StudyHeader | None = None
+    reference: ReferenceInfo | None = None
+    liver: LiverInfo | None = None
+    percist: PercistInfo | None = None
 
 
 class SavedFile(BaseModel):
