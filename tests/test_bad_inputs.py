@@ -18,10 +18,11 @@ import pytest
 
 from bad_inputs import AFFINE, DEGENERATE_GEOMETRY, huge, lesion_array, nifti_bytes
 from conftest import shared_path
-from seganypet.cli import EXIT_USER_ERROR, join_coordinate_arguments, main
+from seganypet.cli import EXIT_USER_ERROR, main
 from seganypet.errors import InputError, plain
 from seganypet.io import load_image
 from seganypet.io.nifti import read_nifti_labels
+from seganypet.segment import join_coordinate_arguments
 
 HUGE = {
     f"nifti{version}{suffix}": (huge(version, gz=suffix == ".nii.gz"), suffix)
@@ -151,12 +152,11 @@ def test_a_prompt_file_is_checked_strictly_and_names_the_prompt(bad, expected, t
 
 
 def test_a_negative_click_from_a_prompt_file_is_negative(tmp_path, capsys):
-    from seganypet.cli import _read_prompt_file
-    from seganypet.prompts import Point
+    from seganypet.prompts import Point, read_prompt_file
 
     click = {"point": [10, 9, 8]}
     prompts = write_prompts(tmp_path, [click, {"point": [12, 9, 8], "positive": False}])
-    objects, mm = _read_prompt_file(prompts)
+    objects, mm = read_prompt_file(prompts)
     assert not mm and objects == [
         {"name": "lesion", "prompts": [Point((10.0, 9.0, 8.0)), Point((12.0, 9.0, 8.0), False)]}
     ]

@@ -7,15 +7,13 @@ import pytest
 from scipy import ndimage
 
 from seganypet.errors import InputError
-from seganypet.evaluate.protocols import (
-    autopet_clicks,
-    make_user,
-    object_rng,
-)
+from seganypet.evaluate.users import autopet_clicks, make_user, object_rng
 from seganypet.prompts import (
     Box,
     Point,
+    Scribble,
     bounding_box,
+    most_interior_voxel,
     next_click_at_error_centre,
     next_click_at_random_error,
 )
@@ -223,3 +221,52 @@ def test_autopet_with_nothing_hot_outside_gives_tumour_clicks_only():
     flat[2:5, 2:5, 2:5] = True
     _, background = autopet_clicks(flat, np.where(flat, 5.0, 1.0), 3, rng())
     assert background == []  # uniform background: nothing above its own 99.75th percentile
+
+
+def test_every_registered_protocol_has_its_simulated_user():
+    from seganypet.evaluate.protocols import FIRST_CLICK_PROTOCOLS, PROTOCOLS
+    from seganypet.evaluate.users import USERS
+
+    assert list(USERS) == list(PROTOCOLS)
+    assert set(FIRST_CLICK_PROTOCOLS) == {"clicks", "box-clicks"}
+    with pytest.raises(InputError, match="unknown protocol 'lasso'; choose one of clicks"):
+        make_user("lasso", slab_object(), SPACING, rng=rng())
+
+
+def test_scribbles_are_strokes_on_one_axial_slice_inside_the_object_then_the_error():
+    truth = slab_object()
+    user = make_user("scribbles", truth, SPACING, rng=rng())
+    (first,) = user.interaction(1, np.zeros_like(truth)).prompts
+    assert isinstance(first, Scribble) and first.positive
+    assert first.slice_axis == 2
+    assert first.path[0][2] == most_interior_voxel(truth, SPACING)[2]
+    assert len(first.path) >= 5  # a stroke along the L's long arm, not a dot
+    assert all(truth[tuple(int(v) for v in vertex)] for vertex in first.path)
+    assert user.baseline_seed == most_interior_voxel(truth, SPACING)
+
+    missing = truth.copy()
+    missing[8:30, 10:18, 8:20] = False  # the long arm is missed
+    (stroke,) = user.interaction(2, missing).prompts
+    assert stroke.positive
+    assert all(truth[tuple(int(v) for v in vertex)] for vertex in stroke.vertices)
+    assert not any(missing[tuple(int(v) for v in vertex)] for vertex in stroke.vertices)
+
+    leaking = truth.copy()
+    leaking[30:38, 25:35, 5:25] = True
+    (stroke,) = user.interaction(2, leaking).prompts
+    assert not stroke.positive
+    assert all(
+        leaking[tuple(int(v) for v in vertex)] and not truth[tuple(int(v) for v in vertex)]
+        for vertex in stroke.vertices
+    )
+    assert user.interaction(3, truth).prompts == ()
+
+
+def test_an_error_too_thin_for_a_stroke_gets_a_click():
+    truth = slab_object()
+    user = make_user("scribbles", truth, SPACING, rng=rng())
+    almost = truth.copy()
+    almost[20, 14, 12] = False  # one missed voxel
+    (prompt,) = user.interaction(2, almost).prompts
+    assert isinstance(prompt, Point) and prompt.positive
+    assert prompt.voxel == (20.0, 14.0, 12.0)

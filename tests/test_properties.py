@@ -46,20 +46,13 @@ from pydicom.tag import Tag
 
 from bad_inputs import AFFINE, edit_header_fields, nifti_bytes, nifti_header_of
 from conftest import shared_path
-from seganypet.cli import (
-    EXIT_USER_ERROR,
-    _read_prompt_file,
-    build_parser,
-    join_coordinate_arguments,
-    main,
-    parse_box,
-    parse_point,
-)
+from seganypet.cli import EXIT_USER_ERROR, build_parser, main
 from seganypet.errors import InputError
 from seganypet.io import load_image
 from seganypet.io.nifti import read_nifti_labels
 from seganypet.io.suv import OVERRIDE_FLAGS, TAG_NUMBERS, SuvOverrides, suv_factor
-from seganypet.prompts import Box, Lasso, Point, Prompt, Scribble
+from seganypet.prompts import Box, Lasso, Point, Prompt, Scribble, read_prompt_file
+from seganypet.segment import join_coordinate_arguments, parse_box, parse_point
 from test_suv import CALCULATE_SUV_CASES
 
 
@@ -472,7 +465,7 @@ def prompt_folder(tmp_path_factory) -> Path:
 
 def read_prompts_or_refusal(path: Path) -> tuple[list[dict], bool] | None:
     try:
-        objects, mm = _read_prompt_file(path)
+        objects, mm = read_prompt_file(path)
     except InputError as exc:
         assert_one_line(str(exc))
         assert str(exc).startswith(str(path)), exc
@@ -510,7 +503,7 @@ def test_a_correct_prompt_file_reads_exactly(prompt_folder, objects, mm):
     }
     path.write_text(json.dumps(content))
     expected = [{"name": f"lesion {i}", "prompts": prompts} for i, prompts in enumerate(objects)]
-    assert _read_prompt_file(path) == (expected, mm)
+    assert read_prompt_file(path) == (expected, mm)
 
 
 @st.composite

@@ -45,3 +45,13 @@ _UMASK = _current_umask()  # read once at import: os.umask is process-wide and n
 def write_text_atomic(destination: str | os.PathLike, text: str) -> None:
     with atomic_path(destination) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def json_default(value: object) -> object:
+    """``json.dumps``'s fallback for what outputs hold: arrays and numpy numbers as lists and
+    numbers, dates in ISO form, anything else (paths) as text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)

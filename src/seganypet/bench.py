@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seganypet.cli_options import THREADS_HELP, whole_number_at_least
+from seganypet.cli_options import add_threads_option, whole_number_at_least
 from seganypet.errors import InputError
 
 if TYPE_CHECKING:
@@ -777,7 +777,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="also time the reference's padded windowed attention",
     )
-    parser.add_argument("--threads", type=whole_number_at_least(1), help=THREADS_HELP)
+    add_threads_option(parser)
     parser.add_argument(
         "--network", action="store_true", help="time the network (the default mode)"
     )

@@ -1,4 +1,6 @@
-"""Argument types shared by the subcommands' parsers (argparse turns their errors into one line).
+"""What the subcommands' parsers share: argument types (argparse turns their errors into one
+line), the options several commands take (``--model``, ``--threads``, ``--log-level``, the DICOM
+SUV options), defined once here, and JSON printing.
 
 Importing this module imports nothing heavy: every parser is built when ``seganypet --help`` runs.
 """
@@ -6,6 +8,8 @@ Importing this module imports nothing heavy: every parser is built when ``segany
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -46,3 +50,126 @@ def port_number(text: str) -> int:
 
 
 THREADS_HELP = "torch threads (default: SEGANYPET_NUM_THREADS or all cores)"
+MODEL_HELP = (
+    "'default' (the bundled model) or a checkpoint file: seganypet's .safetensors, or a released "
+    "SegAnyPET/SAM-Med3D .pth (read without running pickled code)"
+)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+SUV_TYPES = {
+    "bw": "body weight",
+    "lbm": "lean body mass",
+    "bsa": "body surface area",
+    "ibw": "ideal body weight",
+}
+
+
+def add_model_option(
+    parser: argparse.ArgumentParser, *, default: str | None = "default", more: str = ""
+) -> None:
+    """``--model``: the bundled model or a checkpoint (``more`` adds what this command allows)."""
+    shown = f" (default: {default})" if default is not None else ""
+    parser.add_argument("--model", default=default, metavar="MODEL", help=MODEL_HELP + more + shown)
+
+
+def add_threads_option(parser: argparse.ArgumentParser, *, more: str = "") -> None:
+    """``--threads N``: torch's threads in this process."""
+    parser.add_argument(
+        "--threads", type=whole_number_at_least(1), metavar="N", help=THREADS_HELP + more
+    )
+
+
+def add_log_level_option(parser: argparse.ArgumentParser) -> None:
+    """``--log-level``: what the command (and the web server under ``serve``) logs to stderr."""
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=LOG_LEVELS,
+        help="messages logged to stderr (default: warning)",
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Log at ``level`` to stderr, each line prefixed with the logger's name."""
+    logging.basicConfig(level=level.upper(), format="%(name)s: %(levelname)s: %(message)s")
+
+
+def add_dicom_options(parser: argparse.ArgumentParser) -> None:
+    """The SUV options of a DICOM PET input (NIfTI inputs must already hold SUV)."""
+    group = parser.add_argument_group(
+        "DICOM PET input (ignored for NIfTI, which must already hold SUV)"
+    )
+    group.add_argument(
+        "--series",
+        metavar="UID",
+        help="SeriesInstanceUID to read when the folder holds several PT series",
+    )
+    group.add_argument(
+        "--suv",
+        choices=sorted(SUV_TYPES),
+        default="bw",
+        help="SUV normalisation: "
+        + ", ".join(f"{k} = {v}" for k, v in SUV_TYPES.items())
+        + " (default: bw)",
+    )
+    group.add_argument(
+        "--lbm-formula",
+        choices=["janmahasatian", "james"],
+        default="janmahasatian",
+        help="lean body mass formula for --suv lbm (default: janmahasatian; "
+        "3D Slicer's PET extension uses james)",
+    )
+    group.add_argument(
+        "--weight-kg",
+        type=float,
+        help="patient weight in kg, when PatientWeight is missing or wrong",
+    )
+    group.add_argument(
+        "--height-cm", type=float, help="patient height in cm (needed by lbm, bsa and ibw)"
+    )
+    group.add_argument("--sex", choices=["M", "F"], help="patient sex (needed by lbm and ibw)")
+    group.add_argument(
+        "--dose-mbq",
+        type=float,
+        help="injected activity in MBq, when RadionuclideTotalDose is missing",
+    )
+    group.add_argument(
+        "--injection-time",
+        metavar="[YYYYMMDD]HHMMSS",
+        help="injection date and time, when RadiopharmaceuticalStartDateTime/StartTime is missing",
+    )
+
+
+def dicom_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`seganypet.io.load_image` from :func:`add_dicom_options`."""
+    return {
+        "series_uid": args.series,
+        "suv_type": args.suv,
+        "weight_kg": args.weight_kg,
+        "height_cm": args.height_cm,
+        "sex": args.sex,
+        "dose_mbq": args.dose_mbq,
+        "injection_time": args.injection_time,
+        "lbm_formula": args.lbm_formula,
+    }
+
+
+def load_input_image(args: argparse.Namespace):
+    """The command's ``input`` image in SUV, read with its DICOM options."""
+    from seganypet.io import load_image
+
+    return load_image(args.input, **dicom_options(args))
+
+
+def print_json(obj: object) -> None:
+    from seganypet.atomic import json_default
+
+    print(json.dumps(obj, indent=2, default=json_default))
+
+
+def add_command(
+    subparsers, name: str, func: Callable[[argparse.Namespace], None], help: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose one-line help is also its description; ``func`` runs it."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    parser.set_defaults(func=func)
+    return parser

@@ -24,11 +24,13 @@ lasso as a click inside the region it encloses with negative clicks just outside
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -607,6 +609,87 @@ def next_click_at_error_centre(
     return Point(tuple(float(v) for v in most_interior_voxel(error, spacing)), positive=missed)
 
 
+#: The slice a simulated scribble is drawn on: the third array axis, axial in a RAS+ NIfTI.
+SCRIBBLE_AXIS = 2
+
+
+def scribble_in_region(
+    region: np.ndarray,
+    positive: bool,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    axis: int = SCRIBBLE_AXIS,
+) -> Scribble | Point:
+    """A simulated reader's scribble in ``region``: a stroke along the core of the region's
+    cross-section on the slice through its most interior voxel, from one end to the other.
+
+    The core is the part of the cross-section at least half its greatest depth from the border
+    (a line down the middle of an arm, around the corner of an L); the stroke is the longest
+    shortest path inside it, through a vertex every other voxel. A cross-section too thin to
+    hold a line gets a click at the most interior voxel instead.
+    """
+    region = np.asarray(region, bool)
+    centre = most_interior_voxel(region, spacing)
+    plane = [a for a in range(3) if a != axis]
+    section = np.take(region, centre[axis], axis=axis)
+    start = (centre[plane[0]], centre[plane[1]])
+    components, _ = ndimage.label(section, structure=np.ones((3, 3), bool))
+    section = components == components[start]
+    sampling = [spacing[a] for a in plane]
+    depth = ndimage.distance_transform_edt(np.pad(section, 1), sampling=sampling)[1:-1, 1:-1]
+    core = section & (depth >= 0.5 * depth[start])
+    far_end, _ = _farthest_along(core, start)
+    other_end, path = _farthest_along(core, far_end)
+    vertices = path[::2] if (len(path) - 1) % 2 == 0 else [*path[::2], path[-1]]
+    if len(vertices) < 2:
+        return Point(tuple(float(v) for v in centre), positive)  # type: ignore[arg-type]
+    stroke = []
+    for u, v in vertices:
+        voxel = [float(centre[axis])] * 3
+        voxel[plane[0]], voxel[plane[1]] = float(u), float(v)
+        stroke.append(tuple(voxel))
+    return Scribble(tuple(stroke), positive)  # type: ignore[arg-type]
+
+
+def _farthest_along(
+    grid: np.ndarray, start: tuple[int, int]
+) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """The voxel of ``grid`` most 8-connected steps from ``start``, and the path to it."""
+    parent = {start: start}
+    queue = collections.deque([start])
+    last = start
+    while queue:
+        last = queue.popleft()
+        u, v = last
+        for du in (-1, 0, 1):
+            for dv in (-1, 0, 1):
+                step = (u + du, v + dv)
+                if (
+                    step not in parent
+                    and 0 <= step[0] < grid.shape[0]
+                    and 0 <= step[1] < grid.shape[1]
+                    and grid[step]
+                ):
+                    parent[step] = last
+                    queue.append(step)
+    path = [last]
+    while path[-1] != start:
+        path.append(parent[path[-1]])
+    return last, path
+
+
+def next_scribble_at_error(
+    prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> Scribble | Point | None:
+    """The scribbling simulated user: a stroke through the largest error region (see
+    :func:`scribble_in_region`), positive where the prediction misses foreground, negative
+    where it leaks."""
+    region = largest_error_region(prediction.astype(bool), truth.astype(bool))
+    if region is None:
+        return None
+    error, missed = region
+    return scribble_in_region(error, missed, spacing)
+
+
 def next_click_at_random_error(
     prediction: np.ndarray, truth: np.ndarray, rng: np.random.Generator
 ) -> Point | None:
@@ -637,3 +720,48 @@ def bounding_box(mask: np.ndarray) -> Box:
     lo = np.where(flat, np.maximum(lo - 0.5, -0.5), lo)
     hi = np.where(flat, np.minimum(hi + 0.5, upper), hi)
     return Box(tuple(lo), tuple(hi))  # type: ignore[arg-type]
+
+
+def read_prompt_file(path: Path) -> tuple[list[dict], bool]:
+    """Objects (``name`` and ``prompts``) from a prompts file, and whether its coordinates are
+    millimetres; the format is in ``seganypet segment --help``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such prompts file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    except ValueError:  # json's limit on the digits of an integer
+        raise InputError(
+            f"{path}: not a prompts file: it holds a number of thousands of digits"
+        ) from None
+    except RecursionError:
+        raise InputError(f"{path}: not a prompts file: its JSON is nested too deeply") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the prompts file ({exc.strerror})") from None
+    if isinstance(data, list):
+        data = {"objects": [{"name": "object 1", "prompts": data}]}
+    objects = data.get("objects") if isinstance(data, dict) else None
+    if not isinstance(objects, list) or not objects:
+        raise InputError(f'{path}: expected {{"objects": [{{"name": ..., "prompts": [...]}}]}}')
+    coordinates = data.get("coordinates", "voxel")
+    if coordinates not in ("voxel", "mm"):
+        raise InputError(f'{path}: "coordinates" is "voxel" or "mm", got {coordinates!r}')
+    checked = []
+    for i, obj in enumerate(objects):
+        where = f"{path}: objects[{i}]"
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("prompts"), list)
+            or not obj["prompts"]
+        ):
+            raise InputError(f"{where}: every object needs a non-empty list of prompts")
+        name = obj.get("name", f"object {i + 1}")
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"{where}: 'name' must be a non-empty string")
+        prompts = [
+            Prompt.from_dict(prompt, f"{where}.prompts[{j}]")
+            for j, prompt in enumerate(obj["prompts"])
+        ]
+        checked.append({"name": name, "prompts": prompts})
+    return checked, coordinates == "mm"

@@ -2,7 +2,8 @@
 
 - :mod:`~seganypet.evaluate.metrics`: Dice, NSD, HD95, autoPET false-positive and false-negative
   volumes, normalised AUC.
-- :mod:`~seganypet.evaluate.protocols`: the simulated users (``clicks``, ``clicks-random``,
+- :mod:`~seganypet.evaluate.protocols`: the protocols' registry; :mod:`~seganypet.evaluate.users`:
+  their simulated users (``clicks``, ``clicks-random``, ``scribbles``,
   ``box-clicks``, ``autopet``).
 - :mod:`~seganypet.evaluate.data`: reading a case found by :mod:`seganypet.datasets` and its
   objects (defined there, shared with training).
@@ -23,8 +24,8 @@ _EXPORTS = {
     "normalised_surface_dice": "seganypet.evaluate.metrics",
     "step_metrics": "seganypet.evaluate.metrics",
     "PROTOCOLS": "seganypet.evaluate.protocols",
-    "autopet_clicks": "seganypet.evaluate.protocols",
-    "make_user": "seganypet.evaluate.protocols",
+    "autopet_clicks": "seganypet.evaluate.users",
+    "make_user": "seganypet.evaluate.users",
     "EvaluationSettings": "seganypet.evaluate.runner",
     "run_evaluation": "seganypet.evaluate.runner",
 }

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
-from seganypet.cli_options import whole_number_at_least
+from seganypet.cli_options import add_model_option, add_threads_option, whole_number_at_least
 from seganypet.datasets import LESION_KEYWORDS, MIN_OBJECT_ML
 from seganypet.errors import InputError
+from seganypet.evaluate.protocols import FIRST_CLICKS, PROTOCOLS
 
 DESCRIPTION = """\
 Evaluate promptable segmentation with a simulated user, and/or the classical baselines.
@@ -22,16 +24,8 @@ gets the PET image and the simulated user's prompts only: its crops are placed f
 clicks, never from the ground truth. After each step the mask is scored: Dice, NSD at 2 mm,
 HD95 (mm), and the autoPET false-positive and false-negative volumes (ml).
 
-Protocols:
-  clicks         first click at the --first-click voxel (default: the object's most interior
-                 voxel), then a click at the centre of the largest error (positive on missed
-                 tumour, negative on leakage)
-  clicks-random  SAM-Med3D style: each click at a random voxel of the error (--seed)
-  box-clicks     the object's 3D bounding box first, then clicks as in 'clicks'
-  autopet        autoPET IV: the case's whole tumour burden is one object; step k adds the
-                 k-th tumour click (lesion component centres, then borders) and the k-th
-                 background click (centres of hot components outside the lesions, above the
-                 99.75th percentile of non-lesion SUV)
+Protocols (seganypet.evaluate.protocols describes each rule in full):
+{protocols}
 
 Data (--data, repeatable): an nnU-Net raw folder (dataset.json, imagesTr/, labelsTr/), a
 folder of case folders with PET_image.nii.gz and PET_mask.nii.gz (IBSI crops), or a manifest
@@ -42,7 +36,18 @@ NIfTI label map, DICOM SEG or RTSTRUCT). See seganypet.datasets, shared with tra
 A model that records its training cases (every model seganypet train writes) is never scored
 on them unawares: a case whose image it was trained on is refused, or, with
 --include-training-cases, scored and listed as a training case in summary.json.
-"""
+""".replace(
+    "{protocols}",
+    "\n".join(
+        textwrap.fill(
+            protocol.summary + (" (--first-click applies)" if protocol.takes_first_click else ""),
+            width=92,
+            initial_indent=f"  {name:14s} ",
+            subsequent_indent=" " * 17,
+        )
+        for name, protocol in PROTOCOLS.items()
+    ),
+)
 
 EPILOG = """\
 Writes to REPORT_DIR: per_step.csv (case, object, label, method, step, prompt_type, dice,
@@ -74,15 +79,13 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="nnU-Net raw folder, folder of IBSI-style case folders, or manifest .json/.csv "
         "(repeat for several)",
     )
-    parser.add_argument(
-        "--model",
-        metavar="M",
-        help="'default' (the bundled model) or a checkpoint (.safetensors or .pth); "
-        "leave out with --baselines to run the baselines only",
+    add_model_option(
+        parser, default=None, more="; leave out with --baselines to run the baselines only"
     )
+    add_threads_option(parser)
     parser.add_argument(
         "--protocol",
-        choices=["clicks", "clicks-random", "box-clicks", "autopet"],
+        choices=list(PROTOCOLS),
         default="clicks",
         help="how the simulated user prompts (default: clicks; see above)",
     )
@@ -102,7 +105,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--first-click",
-        choices=["interior", "hottest", "random"],
+        choices=FIRST_CLICKS,
         default="interior",
         help="where clicks and box-clicks click first, and the baselines grow from: the "
         "object's most interior voxel (default), its hottest voxel (SUVmax, where a reader "
@@ -206,7 +209,7 @@ def run_evaluate_command(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
         command=command_line(args),
     )
-    summary = run_evaluation(settings)
+    summary = run_evaluation(settings, threads=args.threads)
     print_results(summary)
     for name in (PER_STEP_FILE, SUMMARY_FILE, PLOT_FILE):
         print(f"wrote {args.output / name}")

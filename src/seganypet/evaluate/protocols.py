@@ -1,4 +1,7 @@
-"""The simulated users of each evaluation protocol: which prompts come at which step.
+"""The evaluation protocols: their names, what each simulated user does, the first-click rules.
+
+This module is the registry ``seganypet evaluate --protocol`` takes its choices from; it imports
+nothing heavy. The users themselves are in :mod:`seganypet.evaluate.users`.
 
 A simulated user looks at the ground truth and at the current prediction, as a person would, and
 answers with prompts only: the :class:`~seganypet.session.Session` receives nothing but the image
@@ -17,6 +20,12 @@ Protocols (step 1 is the first interaction; ``--clicks N`` runs steps 1..N):
 - ``box-clicks``: step 1 draws the object's tight 3D bounding box (an axis one voxel thick is
   widened to the voxel's faces, ±0.5, as the session needs a box of positive extent), then clicks
   as in ``clicks``.
+- ``scribbles``: step 1 draws a positive scribble through the object: a straight stroke on the
+  axial slice (the third array axis) through its most interior voxel, along the long axis of
+  its cross-section there, a voxel short of its border at each end. Every later step draws such
+  a stroke through the largest 26-connected error region, positive or negative
+  (:func:`seganypet.prompts.next_scribble_at_error`); a cross-section too small for a line gets
+  a click instead.
 - ``autopet``: the autoPET IV interactive protocol. The object is the whole case's tumour burden
   (every voxel of its lesion labels, all components together), scored image-wide as autoPET does.
   Clicks are simulated once from the ground truth before any prediction; step k adds the k-th
@@ -34,301 +43,107 @@ Protocols (step 1 is the first interaction; ``--clicks N`` runs steps 1..N):
 
 The classical baselines of a run are seeded at the protocol's first click: the ``--first-click``
 voxel for ``clicks`` and for ``box-clicks`` (whose first prompt is a box), the first random click
-for ``clicks-random`` and the first tumour click for ``autopet``.
+for ``clicks-random``, the first scribble's most interior voxel for ``scribbles`` and the first
+tumour click for ``autopet``.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from scipy import ndimage
-
 from seganypet.errors import InputError
-from seganypet.prompts import (
-    Box,
-    Point,
-    bounding_box,
-    hottest_voxel,
-    most_interior_voxel,
-    next_click_at_error_centre,
-    next_click_at_random_error,
-)
 
-PROTOCOLS = ("clicks", "clicks-random", "box-clicks", "autopet")
-FIRST_CLICKS = ("interior", "hottest", "random")
-#: The protocols whose first click ``--first-click`` chooses (the others define their own).
-FIRST_CLICK_PROTOCOLS = ("clicks", "box-clicks")
 AUTOPET_HOT_PERCENTILE = 99.75
 #: The name of the autopet protocol's one object per case: its whole tumour burden.
 AUTOPET_OBJECT = "lesions"
-CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
-
-Voxel = tuple[int, int, int]
-Spacing = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
-class Interaction:
-    """The prompts a simulated user gives at one step (none when nothing is left to correct)."""
+class Protocol:
+    """One protocol: its name, one line for ``--help``, the rule a report states, and whether
+    ``--first-click`` applies."""
 
-    prompts: tuple[Point | Box, ...]
-
-    @property
-    def prompt_type(self) -> str:
-        if not self.prompts:
-            return "none"
-        return "/".join(p.type_name for p in self.prompts)
-
-    def describe(self) -> str:
-        return " ".join(p.describe() for p in self.prompts)
+    name: str
+    summary: str
+    rule: str
+    takes_first_click: bool = False
 
 
-def _fmt(voxel: Sequence[float]) -> str:
-    return "(" + " ".join(f"{v:g}" for v in voxel) + ")"
+_ERROR_SIGN = "positive on missed foreground, negative on leakage"
+
+PROTOCOLS: dict[str, Protocol] = {
+    protocol.name: protocol
+    for protocol in (
+        Protocol(
+            "clicks",
+            "the first click, then a click at the largest error's centre",
+            "step 1: a positive click at the first-click voxel; then a click at the EDT centre of "
+            f"the largest 26-connected error region, {_ERROR_SIGN}",
+            takes_first_click=True,
+        ),
+        Protocol(
+            "clicks-random",
+            "every click at a random voxel of the error (SAM-Med3D)",
+            "every click (the first included) at a uniformly random voxel of the error, "
+            f"{_ERROR_SIGN} (SAM-Med3D); random stream from --seed, the case and the object",
+        ),
+        Protocol(
+            "box-clicks",
+            "the object's bounding box, then clicks as in clicks",
+            "step 1: the object's tight 3D bounding box; then clicks as in 'clicks' (the "
+            "first-click voxel seeds the baselines)",
+            takes_first_click=True,
+        ),
+        Protocol(
+            "scribbles",
+            "a scribble through the object, then through the largest error",
+            "step 1: a positive stroke along the core of the object's cross-section on the axial "
+            "slice (third array axis) through its most interior voxel; then such a stroke "
+            f"through the largest 26-connected error region, {_ERROR_SIGN}; a cross-section too "
+            "thin for a line gets a click",
+        ),
+        Protocol(
+            "autopet",
+            "autoPET IV: pre-simulated tumour and background click pairs",
+            "autoPET IV: the case's whole tumour burden is one object; step k adds the k-th "
+            "tumour click (EDT centres of up to N random lesion components, then their border "
+            "voxels in turn) and the k-th background click (the same rule on the components "
+            f"outside the lesions hotter than the {AUTOPET_HOT_PERCENTILE:g}th percentile of "
+            "non-lesion SUV); draws from --seed and the case",
+        ),
+    )
+}
+#: Where ``--first-click`` clicks an object first, and the rule a report states.
+FIRST_CLICKS: dict[str, str] = {
+    "interior": "the object's most interior voxel (EDT maximum, mm)",
+    "hottest": "the object's hottest voxel (SUVmax), where a reader clicks",
+    "random": "a uniformly random voxel of the object (random stream from --seed, the case and "
+    "the object)",
+}
+#: The protocols whose first click ``--first-click`` chooses (the others define their own).
+FIRST_CLICK_PROTOCOLS = tuple(name for name, p in PROTOCOLS.items() if p.takes_first_click)
 
 
-def object_rng(seed: int, case: str, object_name: str) -> np.random.Generator:
-    """The random stream of one object: the same whichever objects ran before it."""
-    return np.random.default_rng([int(seed), zlib.crc32(f"{case}/{object_name}".encode())])
+def check_protocol(protocol: str) -> Protocol:
+    """The registered protocol of that name, or one line saying which exist."""
+    try:
+        return PROTOCOLS[protocol]
+    except KeyError:
+        raise InputError(
+            f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}"
+        ) from None
 
 
 def check_first_click(first_click: str, protocol: str) -> None:
-    """Refuse an unknown ``--first-click`` rule, or one the protocol does not take."""
+    """Refuse an unknown protocol or ``--first-click`` rule, or a rule the protocol does not
+    take."""
+    takes_first_click = check_protocol(protocol).takes_first_click
     if first_click not in FIRST_CLICKS:
         raise InputError(
             f"unknown first click {first_click!r}; choose one of {', '.join(FIRST_CLICKS)}"
         )
-    if first_click != "interior" and protocol not in FIRST_CLICK_PROTOCOLS:
+    if first_click != "interior" and not takes_first_click:
         raise InputError(
             f"--first-click {first_click} applies to the protocols "
             f"{' and '.join(FIRST_CLICK_PROTOCOLS)}; {protocol} places its own first click"
         )
-
-
-def first_click_voxel(
-    rule: str,
-    truth: np.ndarray,
-    spacing: Spacing,
-    suv: np.ndarray | None = None,
-    rng: np.random.Generator | None = None,
-) -> Voxel:
-    """Where a ``--first-click`` rule (:data:`FIRST_CLICKS`) clicks the object first."""
-    check_first_click(rule, FIRST_CLICK_PROTOCOLS[0])
-    if rule == "interior":
-        return most_interior_voxel(truth, spacing)  # type: ignore[return-value]
-    if rule == "hottest":
-        if suv is None:
-            raise ValueError("the hottest first click needs the SUV image")
-        return hottest_voxel(suv, truth)
-    if rng is None:  # random
-        raise ValueError("the random first click needs a random stream")
-    voxels = np.argwhere(truth)
-    return _ints(voxels[rng.integers(len(voxels))])
-
-
-class SimulatedUser:
-    """A protocol's user for one object. ``interaction(step, prediction)`` gives the prompts.
-
-    ``first_click`` is the voxel of the first click (the most interior one when not given).
-    """
-
-    def __init__(self, truth: np.ndarray, spacing: Spacing, first_click: Voxel | None = None):
-        self.truth = np.asarray(truth, dtype=bool)
-        if not self.truth.any():
-            raise ValueError("a simulated user needs a non-empty object")
-        self.spacing = tuple(float(s) for s in spacing)
-        self._first_click = first_click
-
-    @property
-    def baseline_seed(self) -> Voxel:
-        """The voxel the classical baselines grow from: the protocol's first click."""
-        if self._first_click is None:
-            self._first_click = most_interior_voxel(self.truth, self.spacing)  # type: ignore[arg-type]
-        return self._first_click
-
-    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
-        raise NotImplementedError
-
-    def _error_centre_click(self, prediction: np.ndarray) -> Interaction:
-        box, offset = _error_box(prediction, self.truth)
-        click = next_click_at_error_centre(prediction[box], self.truth[box], self.spacing)
-        return Interaction(() if click is None else (_shifted(click, offset),))
-
-
-class ErrorCentreUser(SimulatedUser):
-    """``clicks``: the first-click voxel, then the centre of the largest error."""
-
-    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
-        if step == 1:
-            return Interaction((Point(_floats(self.baseline_seed), True),))
-        return self._error_centre_click(prediction)
-
-
-class RandomErrorUser(SimulatedUser):
-    """``clicks-random``: a random voxel of the error at every step (SAM-Med3D)."""
-
-    def __init__(self, truth: np.ndarray, spacing: Spacing, rng: np.random.Generator):
-        super().__init__(truth, spacing)
-        self.rng = rng
-        first = next_click_at_random_error(np.zeros_like(self.truth), self.truth, rng)
-        assert first is not None
-        self.first_click = first
-
-    @property
-    def baseline_seed(self) -> Voxel:
-        return _ints(self.first_click.voxel)
-
-    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
-        if step == 1:
-            return Interaction((self.first_click,))
-        box, offset = _error_box(prediction, self.truth)
-        click = next_click_at_random_error(prediction[box], self.truth[box], self.rng)
-        return Interaction(() if click is None else (_shifted(click, offset),))
-
-
-class BoxThenClicksUser(SimulatedUser):
-    """``box-clicks``: the object's bounding box, then clicks at the error centres."""
-
-    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
-        if step == 1:
-            return Interaction((bounding_box(self.truth),))
-        return self._error_centre_click(prediction)
-
-
-class AutoPetUser(SimulatedUser):
-    """``autopet``: the k-th pre-simulated tumour and background clicks at step k."""
-
-    def __init__(
-        self,
-        truth: np.ndarray,
-        spacing: Spacing,
-        suv: np.ndarray,
-        count: int,
-        rng: np.random.Generator,
-    ):
-        super().__init__(truth, spacing)
-        self.tumour, self.background = autopet_clicks(self.truth, suv, count, rng)
-        self._first_click = self.tumour[0]
-
-    def interaction(self, step: int, prediction: np.ndarray) -> Interaction:
-        prompts: list[Point | Box] = []
-        if step <= len(self.tumour):
-            prompts.append(Point(_floats(self.tumour[step - 1]), True))
-        if step <= len(self.background):
-            prompts.append(Point(_floats(self.background[step - 1]), False))
-        return Interaction(tuple(prompts))
-
-
-def make_user(
-    protocol: str,
-    truth: np.ndarray,
-    spacing: Spacing,
-    *,
-    rng: np.random.Generator,
-    suv: np.ndarray | None = None,
-    steps: int = 1,
-    first_click: str = "interior",
-) -> SimulatedUser:
-    """The simulated user of ``protocol`` for one object.
-
-    ``suv`` is needed by ``autopet`` and by the ``hottest`` first click; ``first_click`` (one of
-    :data:`FIRST_CLICKS`) applies to the :data:`FIRST_CLICK_PROTOCOLS`.
-    """
-    check_first_click(first_click, protocol)
-    if protocol in FIRST_CLICK_PROTOCOLS:
-        seed = first_click_voxel(first_click, truth, spacing, suv, rng)
-        user_class = ErrorCentreUser if protocol == "clicks" else BoxThenClicksUser
-        return user_class(truth, spacing, seed)
-    if protocol == "clicks-random":
-        return RandomErrorUser(truth, spacing, rng)
-    if protocol == "autopet":
-        if suv is None:
-            raise ValueError("the autopet protocol needs the SUV image for its background clicks")
-        return AutoPetUser(truth, spacing, suv, steps, rng)
-    raise InputError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-
-
-# ------------------------------------------------------------------------------ autoPET clicks
-
-
-def autopet_clicks(
-    truth: np.ndarray, suv: np.ndarray, count: int, rng: np.random.Generator
-) -> tuple[list[Voxel], list[Voxel]]:
-    """``count`` tumour clicks and up to ``count`` background clicks (see the module's rule).
-
-    ``truth`` is every lesion voxel of the case; the background clicks go to the hot components
-    outside it (none when nothing outside is hotter than its 99.75th percentile).
-    """
-    truth = np.asarray(truth, dtype=bool)
-    if not truth.any():
-        raise ValueError("cannot simulate tumour clicks in an empty object")
-    if count < 1:
-        raise ValueError("the click budget must be at least 1")
-    suv = np.asarray(suv)
-    outside = suv[~truth]
-    hot = np.zeros_like(truth)
-    if outside.size:
-        hot = (suv > np.percentile(outside, AUTOPET_HOT_PERCENTILE)) & ~truth
-    return _component_clicks(truth, count, rng), _component_clicks(hot, count, rng)
-
-
-def _component_clicks(mask: np.ndarray, count: int, rng: np.random.Generator) -> list[Voxel]:
-    """EDT centres of up to ``count`` random components, then their border voxels in turn."""
-    if not mask.any():
-        return []
-    components, number = ndimage.label(mask, structure=CONNECTIVITY_26)
-    boxes = ndimage.find_objects(components)
-    drawn = rng.permutation(number)[: min(count, number)]
-    distances = []
-    clicks: list[Voxel] = []
-    for index in drawn:
-        box = boxes[index]
-        inside = components[box] == index + 1
-        distance = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1, 1:-1]
-        distances.append((box, inside, distance))
-        centre = np.unravel_index(int(np.argmax(distance)), distance.shape)
-        clicks.append(_ints(np.asarray(centre) + [s.start for s in box]))
-    turn = 0
-    while len(clicks) < count:
-        box, inside, distance = distances[turn % len(distances)]
-        border = np.argwhere(inside & (distance == distance[inside].min()))
-        voxel = border[rng.integers(len(border))]
-        clicks.append(_ints(voxel + [s.start for s in box]))
-        turn += 1
-    return clicks
-
-
-# ------------------------------------------------------------------------------ helpers
-
-
-def _error_box(prediction: np.ndarray, truth: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray]:
-    """The bounding box of prediction and truth, one voxel wider: the error lies inside it.
-
-    The simulated user's answer on this box equals its answer on the whole image (the error's
-    components, their EDT and the scan order of their voxels are the same), at a fraction of
-    the cost on a whole-body image.
-    """
-    box = _padded_box(np.asarray(prediction, bool) | truth, np.ones(3, int), truth.shape)
-    return box, np.array([s.start for s in box], dtype=float)
-
-
-def _padded_box(mask: np.ndarray, margin: np.ndarray, shape: Sequence[int]) -> tuple[slice, ...]:
-    where = np.argwhere(mask)
-    lo = np.maximum(where.min(0) - margin, 0)
-    hi = np.minimum(where.max(0) + margin + 1, shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-
-
-def _shifted(click: Point, offset: np.ndarray) -> Point:
-    return Point(_floats(np.asarray(click.voxel) + offset), click.positive)
-
-
-def _floats(voxel: Sequence[float]) -> tuple[float, float, float]:
-    return (float(voxel[0]), float(voxel[1]), float(voxel[2]))
-
-
-def _ints(voxel: Sequence[float]) -> Voxel:
-    return (int(round(voxel[0])), int(round(voxel[1])), int(round(voxel[2])))

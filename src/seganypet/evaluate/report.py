@@ -23,34 +23,11 @@ import numpy as np
 from seganypet.baselines import BASELINES
 from seganypet.datasets import LESION_KEYWORDS
 from seganypet.evaluate.metrics import normalised_auc
-from seganypet.evaluate.protocols import AUTOPET_HOT_PERCENTILE, FIRST_CLICK_PROTOCOLS
+from seganypet.evaluate.protocols import FIRST_CLICK_PROTOCOLS, FIRST_CLICKS, PROTOCOLS
 from seganypet.evaluate.table import StepRow
 
 if TYPE_CHECKING:
     from seganypet.evaluate.settings import EvaluationSettings, RunRecord
-
-FIRST_CLICK_RULES = {
-    "interior": "the object's most interior voxel (EDT maximum, mm)",
-    "hottest": "the object's hottest voxel (SUVmax), where a reader clicks",
-    "random": "a uniformly random voxel of the object (random stream from --seed, the case and "
-    "the object)",
-}
-
-PROTOCOL_RULES = {
-    "clicks": "step 1: a positive click at the first-click voxel; then a click at the EDT "
-    "centre of the largest 26-connected error region, positive on missed foreground, negative "
-    "on leakage",
-    "clicks-random": "every click (the first included) at a uniformly random voxel of the error, "
-    "positive on missed foreground, negative on leakage (SAM-Med3D); random stream from --seed, "
-    "the case and the object",
-    "box-clicks": "step 1: the object's tight 3D bounding box; then clicks as in 'clicks' (the "
-    "first-click voxel seeds the baselines)",
-    "autopet": "autoPET IV: the case's whole tumour burden is one object; step k adds the k-th "
-    "tumour click (EDT centres of up to N random lesion components, then their border voxels in "
-    "turn) and the k-th background click (the same rule on the components outside the lesions "
-    f"hotter than the {AUTOPET_HOT_PERCENTILE:g}th percentile of non-lesion SUV); draws from "
-    "--seed and the case",
-}
 
 BASELINE_SEED_RULES = {
     "first-click": "the protocol's first click (for box-clicks, the first-click voxel)",
@@ -100,10 +77,10 @@ def build_summary(
         "command": settings.command,
         "settings": settings_dict(settings),
         "protocol": settings.protocol,
-        "protocol_rule": PROTOCOL_RULES[settings.protocol],
+        "protocol_rule": PROTOCOLS[settings.protocol].rule,
         "clicks": settings.clicks,
         "first_click": settings.first_click,
-        "first_click_rule": FIRST_CLICK_RULES[settings.first_click]
+        "first_click_rule": FIRST_CLICKS[settings.first_click]
         if settings.protocol in FIRST_CLICK_PROTOCOLS
         else "set by the protocol",
         "seed": settings.seed,

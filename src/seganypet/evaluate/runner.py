@@ -33,17 +33,13 @@ from seganypet.datasets import PromptObject, discover_cases
 from seganypet.errors import InputError
 from seganypet.evaluate.data import LoadedCase, load_case
 from seganypet.evaluate.metrics import NSD_TOLERANCE_MM, step_metrics
-from seganypet.evaluate.protocols import (
-    AUTOPET_OBJECT,
-    SimulatedUser,
-    make_user,
-    object_rng,
-)
+from seganypet.evaluate.protocols import AUTOPET_OBJECT
 from seganypet.evaluate.settings import (
     EvaluationSettings,
     RunRecord,
 )
 from seganypet.evaluate.table import StepRow, StepTable
+from seganypet.evaluate.users import SimulatedUser, make_user, object_rng
 from seganypet.image import PetImage
 from seganypet.model.network import PromptableNetwork
 from seganypet.prompts import hottest_voxel
@@ -75,11 +71,13 @@ def run_evaluation(
     settings: EvaluationSettings,
     network: PromptableNetwork | None = None,
     session_factory: SessionFactory = Session,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write per_step.csv, summary.json and dice_vs_clicks.png; return the summary.
 
     ``network`` replaces loading ``settings.model`` (tests pass doubles); ``session_factory``
-    builds the session for each object from the network.
+    builds the session for each object from the network; ``threads``: torch's threads for the
+    loaded model (default: ``$SEGANYPET_NUM_THREADS`` or every core).
     """
     from seganypet.evaluate.report import build_summary, plot_dice_vs_step
 
@@ -91,7 +89,7 @@ def run_evaluation(
     if settings.model is not None or network is not None:
         model_method = model_method_name(settings.model or "default", settings.flips)
         if network is None:
-            network, record.model_load_seconds = _load_network(settings.model or "default")
+            network, record.model_load_seconds = _load_network(settings.model or "default", threads)
             small = _load_small_object_network(settings.model or "default")
             if small is not None and session_factory is Session:
                 session_factory = partial(Session, small_object_network=small)
@@ -321,10 +319,10 @@ def run_baseline_step(
     return StepResult(1, "seed", prompt, seconds, metrics)
 
 
-def _load_network(model: str) -> tuple[PromptableNetwork, float]:
+def _load_network(model: str, threads: int | None) -> tuple[PromptableNetwork, float]:
     from seganypet.model import configure_threads, load_model
 
-    configure_threads()
+    configure_threads(threads)
     start = time.perf_counter()
     network = load_model(model)
     return network, time.perf_counter() - start

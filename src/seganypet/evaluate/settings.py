@@ -10,7 +10,7 @@ from typing import Any
 from seganypet.datasets import MIN_OBJECT_ML
 from seganypet.errors import InputError
 from seganypet.evaluate.metrics import NSD_TOLERANCE_MM
-from seganypet.evaluate.protocols import PROTOCOLS, check_first_click
+from seganypet.evaluate.protocols import check_first_click, check_protocol
 
 DEFAULT_CLICKS = 5
 RUN_FORMAT = 3  # 2: first_click; 3: flips
@@ -41,10 +41,7 @@ class EvaluationSettings:
     command: str | None = None
 
     def check(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise InputError(
-                f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}"
-            )
+        check_protocol(self.protocol)
         if self.clicks < 1:
             raise InputError(f"--clicks must be at least 1, got {self.clicks}")
         check_first_click(self.first_click, self.protocol)

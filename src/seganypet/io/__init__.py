@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seganypet.errors import InputError
-from seganypet.image import PetImage
-from seganypet.io.nifti import is_nifti_path, read_nifti_image
+
+if TYPE_CHECKING:
+    from seganypet.image import PetImage
 
 
 def load_image(path: str | os.PathLike, **dicom_options) -> PetImage:
@@ -16,6 +18,8 @@ def load_image(path: str | os.PathLike, **dicom_options) -> PetImage:
     ``dicom_options`` go to :func:`seganypet.io.dicom.read_dicom_image` (series UID, SUV type and
     the values that override or supply missing header fields).
     """
+    from seganypet.io.nifti import is_nifti_path, read_nifti_image
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")

@@ -8,42 +8,30 @@
 - :func:`load_model`, :func:`save_model`, :func:`convert_checkpoint`: checkpoints, read safely.
 """
 
-from seganypet.model.boxes import BOX_OUTSIDE_LOGIT, box_mask
-from seganypet.model.checkpoint import (
-    convert_checkpoint,
-    describe,
-    load_model,
-    load_small_object_model,
-    read_config,
-    save_model,
-)
-from seganypet.model.config import NORMALISATIONS, ModelConfig, normalise_crop
-from seganypet.model.network import PromptableNetwork, SamMed3D
-from seganypet.model.presets import PRESETS, UNET_PRESETS, ArchSpec, UNetSpec, default_config
-from seganypet.model.prompt_unet import PromptUNet
-from seganypet.model.registry import build_network
-from seganypet.model.runtime import configure_threads
+from seganypet.lazy import lazy_exports
 
-__all__ = [
-    "BOX_OUTSIDE_LOGIT",
-    "NORMALISATIONS",
-    "PRESETS",
-    "ArchSpec",
-    "ModelConfig",
-    "UNET_PRESETS",
-    "PromptUNet",
-    "PromptableNetwork",
-    "SamMed3D",
-    "UNetSpec",
-    "build_network",
-    "box_mask",
-    "configure_threads",
-    "convert_checkpoint",
-    "default_config",
-    "describe",
-    "load_model",
-    "load_small_object_model",
-    "normalise_crop",
-    "read_config",
-    "save_model",
-]
+_EXPORTS = {
+    "BOX_OUTSIDE_LOGIT": "seganypet.model.boxes",
+    "box_mask": "seganypet.model.boxes",
+    "convert_checkpoint": "seganypet.model.checkpoint",
+    "describe": "seganypet.model.checkpoint",
+    "load_model": "seganypet.model.checkpoint",
+    "load_small_object_model": "seganypet.model.checkpoint",
+    "read_config": "seganypet.model.checkpoint",
+    "save_model": "seganypet.model.checkpoint",
+    "NORMALISATIONS": "seganypet.model.config",
+    "ModelConfig": "seganypet.model.config",
+    "normalise_crop": "seganypet.model.config",
+    "PromptableNetwork": "seganypet.model.network",
+    "SamMed3D": "seganypet.model.network",
+    "PRESETS": "seganypet.model.presets",
+    "UNET_PRESETS": "seganypet.model.presets",
+    "ArchSpec": "seganypet.model.presets",
+    "UNetSpec": "seganypet.model.presets",
+    "default_config": "seganypet.model.presets",
+    "PromptUNet": "seganypet.model.prompt_unet",
+    "build_network": "seganypet.model.registry",
+    "configure_threads": "seganypet.model.runtime",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -9,7 +9,13 @@ import secrets
 import socket
 from pathlib import Path
 
-from seganypet.cli_options import THREADS_HELP, port_number, whole_number_at_least
+from seganypet.cli_options import (
+    add_log_level_option,
+    add_model_option,
+    add_threads_option,
+    port_number,
+    whole_number_at_least,
+)
 from seganypet.errors import InputError
 
 LOOPBACK_NAMES = ("localhost",)
@@ -123,11 +129,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         help="folder of studies (NIfTI files, DICOM folders); nothing outside it is served "
         "(default: the current folder)",
     )
-    p.add_argument(
-        "--model",
-        default="default",
-        help="'default' (the bundled model) or a checkpoint path (.safetensors or .pth)",
-    )
+    add_model_option(p)
     p.add_argument(
         "--work",
         type=Path,
@@ -147,11 +149,6 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         help="studies held in memory at once (default 4); the least recently used is let go "
         "and reopens from its journal when it is next asked for",
     )
-    p.add_argument("--threads", type=whole_number_at_least(1), help=THREADS_HELP)
-    p.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (default warning)",
-    )
+    add_threads_option(p)
+    add_log_level_option(p)
     return p

@@ -6,28 +6,21 @@ with literature FDG uptake, 0-20 lesions, PSF blur, native voxels and correlated
 are in ``LABELS`` (see :mod:`seganypet.synth.labels` for the table and the uptake ranges).
 """
 
-from seganypet.synth.dataset import write_dataset
-from seganypet.synth.labels import LABEL_NAMES, LABELS, LESION_LABEL, STRUCTURES, SUV_RANGES
-from seganypet.synth.lesions import LesionInfo
-from seganypet.synth.phantom import (
-    GENERATOR_VERSION,
-    Phantom,
-    PhantomConfig,
-    case_seed,
-    generate_phantom,
-)
+from seganypet.lazy import lazy_exports
 
-__all__ = [
-    "GENERATOR_VERSION",
-    "LABELS",
-    "LABEL_NAMES",
-    "LESION_LABEL",
-    "STRUCTURES",
-    "SUV_RANGES",
-    "LesionInfo",
-    "Phantom",
-    "PhantomConfig",
-    "case_seed",
-    "generate_phantom",
-    "write_dataset",
-]
+_EXPORTS = {
+    "write_dataset": "seganypet.synth.dataset",
+    "LABEL_NAMES": "seganypet.synth.labels",
+    "LABELS": "seganypet.synth.labels",
+    "LESION_LABEL": "seganypet.synth.labels",
+    "STRUCTURES": "seganypet.synth.labels",
+    "SUV_RANGES": "seganypet.synth.labels",
+    "LesionInfo": "seganypet.synth.lesions",
+    "GENERATOR_VERSION": "seganypet.synth.phantom",
+    "Phantom": "seganypet.synth.phantom",
+    "PhantomConfig": "seganypet.synth.phantom",
+    "case_seed": "seganypet.synth.phantom",
+    "generate_phantom": "seganypet.synth.phantom",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from seganypet.cli_options import whole_number_at_least
+from seganypet.cli_options import add_threads_option
 from seganypet.errors import InputError
 
 TRAIN_HELP = "Train or fine-tune a promptable network from labelled PET with simulated clicks."
@@ -75,9 +75,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="cache folder (default ~/.cache/seganypet/train)")
     p.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
-    p.add_argument(
-        "--threads", type=whole_number_at_least(1), metavar="N", help="torch threads per process"
-    )
+    add_threads_option(p, more="; per process when training runs in several")
     p.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
     p.add_argument(
         "--set",

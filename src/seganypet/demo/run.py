@@ -1,10 +1,4 @@
-"""``seganypet demo``: the bundled model on a synthetic whole-body phantom (and STS_001 when present).
-
-A simulated user clicks each object, first at its most interior voxel and then at the centre of
-the largest error, exactly as the ``clicks`` evaluation protocol does. For every case the demo
-writes the PET image, the label map of the segmented objects, their SUV statistics (with the
-Dice against the known truth after every click) and a coronal MIP with the masks and the clicks.
-"""
+"""Running the demo: its cases, the simulated clicks, the files and the MIP figure."""
 
 from __future__ import annotations
 
@@ -21,7 +15,7 @@ from seganypet.atomic import write_text_atomic
 from seganypet.datasets import shared_data_dir
 from seganypet.errors import InputError
 from seganypet.evaluate.metrics import dice
-from seganypet.evaluate.protocols import ErrorCentreUser
+from seganypet.evaluate.users import ErrorCentreUser
 from seganypet.image import PetImage
 from seganypet.io.masks import save_mask
 from seganypet.io.nifti import write_nifti
