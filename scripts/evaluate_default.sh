@@ -19,6 +19,8 @@ for first in interior hottest; do
 done
 seganypet evaluate --data data/synth_val --model "$model" --protocol clicks --clicks 5 \
   --labels "$organs" -o "$out/synth_organs" --no-progress
+seganypet evaluate --data configs/real_heldout.json --model "$model" --protocol scribbles \
+  --clicks 5 -o "$out/real_scribbles" --no-progress
 seganypet bench --model "$model" --threads 2 --repeats 11 | tee "$out/bench.json"
 
 python - "$out" <<'PY'
@@ -33,7 +35,7 @@ from scipy import ndimage
 
 out = Path(sys.argv[1])
 parts = [f"{p}_{f}" for p in ("real", "synth_lesions") for f in ("interior", "hottest")]
-for part in parts + ["synth_organs"]:
+for part in parts + ["synth_organs", "real_scribbles"]:
     summary = json.loads((out / part / "summary.json").read_text())
     print(f"\n{part}: {summary['counts']['objects']} objects, mean Dice after each step")
     for method, result in summary["methods"].items():

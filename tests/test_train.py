@@ -811,3 +811,40 @@ def test_bf16_on_a_cpu_without_native_bfloat16_is_flagged(tmp_path, blob_data, m
     monkeypatch.setattr("seganypet.train.loop.cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no native bfloat16"):
         Trainer(_config(tmp_path, blob_data, precision="bf16", val_every=0))
+
+
+def test_scribble_rounds_give_the_clicks_along_a_stroke_inside_the_target_or_error(
+    tmp_path, blob_data
+):
+    from seganypet.train.clicks import first_prompts
+
+    target = np.zeros((20, 20, 20), bool)
+    target[4:16, 7:12, 6:14] = True
+    rng = np.random.default_rng(3)
+    prompts = first_prompts(
+        target[None],
+        [rng],
+        use_box=False,
+        interior_probability=1.0,
+        box_jitter=0.0,
+        scribble_probability=1.0,
+    )
+    (points,), (labels,) = prompts.points, prompts.labels
+    assert len(points) >= 3 and all(label == 1 for label in labels)
+    assert all(target[tuple(int(round(v)) for v in point)] for point in points)
+    flat = [axis for axis in range(3) if len({p[axis] for p in points}) == 1]
+    assert flat, "a scribble lies on one slice"
+
+    prediction = target.copy()
+    prediction[4:16, 7:12, 6:9] = False  # a slab missed
+    stroke = corrective_click(prediction, target, rng, 1.0, scribble_probability=1.0)
+    assert stroke is not None and stroke.positive and len(stroke.clicks()) >= 2
+    for click in stroke.clicks():
+        voxel = tuple(int(round(v)) for v in click.voxel)
+        assert target[voxel] and not prediction[voxel]
+    assert corrective_click(target, target, rng, 1.0, scribble_probability=1.0) is None
+
+    trainer = Trainer(_config(tmp_path / "s", blob_data, val_every=0, scribble_probability=0.5))
+    samples, plan = trainer.step_plan(0)
+    loss, stats = trainer.objective(*trainer._tensors(samples), plan)
+    assert torch.isfinite(loss) and stats["points"] > 0

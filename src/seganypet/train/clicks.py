@@ -6,8 +6,11 @@ target voxel, or, for a whole batch, a jittered bounding box. Every later round 
 crop, placed from the network's *current* error (:func:`corrective_click`): at the centre of the
 largest error region (``next_click_at_error_centre``, computed on the region's bounding box) or at a random error voxel
 (``next_click_at_random_error``, SAM-Med3D's user); positive where foreground is missed,
-negative where the mask leaks. Points accumulate; crops that are already perfect get no click
-(their lists are padded with label -1).
+negative where the mask leaks. With ``scribble_probability`` a first or corrective prompt is
+instead a scribble through the target or the largest error (on a slice across a random crop
+axis, as a reader draws in any of the three views), reaching the network as the clicks along
+its line that the session gives it. Points accumulate; crops that are already perfect get no
+click (their lists are padded with label -1).
 
 :func:`click_rounds` is the loop itself. It only calls ``decode(embedding, points, labels,
 boxes, mask_logits)`` of the :class:`~seganypet.model.network.PromptableNetwork` protocol,
@@ -27,11 +30,13 @@ import torch.nn.functional as F
 
 from seganypet.prompts import (
     Point,
+    Prompt,
     hottest_voxel,
     largest_error_region,
     mask_extent,
     most_interior_voxel,
     next_click_at_random_error,
+    scribble_in_region,
 )
 
 Decode = Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -52,6 +57,11 @@ class Prompts:
     def add(self, item: int, voxel: Sequence[float], positive: bool) -> None:
         self.points[item].append(tuple(float(v) for v in voxel))  # type: ignore[arg-type]
         self.labels[item].append(1 if positive else 0)
+
+    def add_prompt(self, item: int, prompt: Prompt) -> None:
+        """The clicks a click or scribble gives the network."""
+        for click in prompt.clicks():
+            self.add(item, click.voxel, click.positive)
 
     def point_tensors(
         self, device: torch.device
@@ -138,8 +148,10 @@ def first_prompts(
     box_jitter: float,
     images: np.ndarray | None = None,
     hottest_probability: float = 0.0,
+    scribble_probability: float = 0.0,
 ) -> Prompts:
-    """The first prompt of every crop of ``targets`` ``(B, D, H, W)`` bool: a click, or a box.
+    """The first prompt of every crop of ``targets`` ``(B, D, H, W)`` bool: a click, a scribble
+    (``scribble_probability``), or a box.
 
     ``images`` ``(B, D, H, W)`` are the crops' values, for the hottest first click.
     """
@@ -150,10 +162,17 @@ def first_prompts(
         )
         return prompts
     for item, (target, rng) in enumerate(zip(targets, rngs, strict=True)):
+        if scribble_probability > 0 and rng.random() < scribble_probability:
+            prompts.add_prompt(item, _scribble(target, True, rng))
+            continue
         image = None if images is None else images[item]
         voxel = first_click(target, rng, interior_probability, image, hottest_probability)
         prompts.add(item, voxel, positive=True)
     return prompts
+
+
+def _scribble(region: np.ndarray, positive: bool, rng: np.random.Generator) -> Prompt:
+    return scribble_in_region(region, positive, axis=int(rng.integers(3)))
 
 
 def corrective_click(
@@ -163,13 +182,19 @@ def corrective_click(
     error_centre_probability: float,
     image: np.ndarray | None = None,
     hottest_probability: float = 0.0,
-):
-    """The next click from the current error: a :class:`~seganypet.prompts.Point` or None.
+    scribble_probability: float = 0.0,
+) -> Prompt | None:
+    """The next prompt from the current error: a :class:`~seganypet.prompts.Point`, a
+    :class:`~seganypet.prompts.Scribble` through the largest error (``scribble_probability``),
+    or None when there is no error.
 
     With ``hottest_probability`` (and the crop's ``image``) the click goes to the hottest voxel of
     the error, as a reader clicks a hot leak away or the hottest part of what was missed; else
     to the centre of the largest error (``error_centre_probability``) or a random error voxel.
     """
+    if scribble_probability > 0 and rng.random() < scribble_probability:
+        region = largest_error_region(prediction, target)
+        return None if region is None else _scribble(region[0], region[1], rng)
     if image is not None and hottest_probability > 0 and rng.random() < hottest_probability:
         error = prediction != target
         if not error.any():
@@ -210,7 +235,7 @@ def click_rounds(
 ) -> Iterator[Round]:
     """Run ``rounds`` prompt rounds on one embedding; yields every round.
 
-    ``next_click(prediction, target, item)`` gives the corrective click (or None) of crop
+    ``next_click(prediction, target, item)`` gives the corrective prompt (or None) of crop
     ``item`` from its current binary prediction. ``prompts`` is updated in place, so after the
     loop it holds every click that was given.
     """
@@ -220,9 +245,9 @@ def click_rounds(
         if previous is not None:
             prediction = previous.detach().cpu().numpy()[:, 0] > 0
             for item in range(len(targets)):
-                click = next_click(prediction[item], targets[item], item)
-                if click is not None:
-                    prompts.add(item, click.voxel, click.positive)
+                prompt = next_click(prediction[item], targets[item], item)
+                if prompt is not None:
+                    prompts.add_prompt(item, prompt)
         points, labels = prompts.point_tensors(device)
         with autocast():
             low_res, iou = decode(

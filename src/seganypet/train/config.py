@@ -60,6 +60,7 @@ class TrainConfig:
     error_hottest_probability: float = 0.0  # corrective click at the error's hottest voxel
     error_centre_probability: float = 0.5  # of the rest; else a random error voxel (SAM-Med3D)
     monotone_loss_weight: float = 0.0  # penalises a round whose soft Dice falls below the last
+    scribble_probability: float = 0.0  # a first or corrective prompt is a scribble (its clicks)
 
     # ---------------------------------------------------------------------- targets and crops
     min_target_voxels: int = 10  # at the preset spacing (training only)
@@ -109,6 +110,7 @@ class TrainConfig:
             "first_click_interior_probability",
             "error_hottest_probability",
             "error_centre_probability",
+            "scribble_probability",
             "flip_probability",
             "geometric_probability",
             "crop_offset_fraction",

@@ -233,6 +233,7 @@ class InteractiveObjective(nn.Module):
             box_jitter=config.box_jitter,
             images=crop_values,
             hottest_probability=config.first_click_hottest_probability,
+            scribble_probability=config.scribble_probability,
         )
 
         def next_click(prediction: np.ndarray, target: np.ndarray, item: int):
@@ -243,6 +244,7 @@ class InteractiveObjective(nn.Module):
                 config.error_centre_probability,
                 None if crop_values is None else crop_values[item],
                 config.error_hottest_probability,
+                config.scribble_probability,
             )
 
         hard_targets = loss_targets > 0.5
