@@ -110,11 +110,14 @@ def test_rtstruct_mode_rasterises_gtv_mass_by_both_rules(capsys):
     _positive(overlap, "rasterise_s_median")
 
 
-def test_server_mode_times_a_click_round_trip_and_stops_the_server(capsys):
+def test_server_mode_times_a_click_round_trip_on_sts001_and_stops_the_server(capsys):
     pytest.importorskip("uvicorn")
-    result = run_server_benchmark("unet_small", repeats=1, clicks=2, threads=1)
+    result = run_server_benchmark(
+        "unet_small", repeats=1, clicks=2, threads=1, shared_data=shared_path("data")
+    )
     assert json.loads(capsys.readouterr().out) == result
     assert result["round_trips"] >= 1 and result["threads"] == 1
+    assert result["shape"] == [128, 128, 267] and result["study"].startswith("sts001")
     _positive(result, "server_start_s", "open_study_s", "round_trip_ms_median")
     _positive(result, "round_trip_ms_min")
     assert result["requests_per_round_trip"] == ["POST /api/sessions/{id}/prompts"]

@@ -525,39 +525,41 @@ def run_server_benchmark(
     *,
     clicks: int = 5,
     threads: int | None = None,
-    seed: int = 1,
+    shared_data: str | os.PathLike | None = None,
+    seed: int = 0,
     print_json: bool = True,
 ) -> dict[str, Any]:
-    """A click's HTTP round trip on a real ``seganypet serve`` (uvicorn, loopback, a token).
+    """A click's HTTP round trip on a real ``seganypet serve`` (uvicorn, loopback, a token),
+    on the real whole-body STS_001 scan.
 
-    The server serves a synthetic phantom (``generate_phantom(seed)``) from a temporary folder.
-    A round trip is what the viewer does for one click: POST the point, then GET the label map
-    (``/mask?format=rle``) and the statistics (``/stats``). Each of ``repeats`` objects is a
-    lesion of the phantom (largest first): its first click at the lesion's hottest voxel (a
-    new crop: it includes the embedding), then ``clicks - 1`` clicks of the simulated user.
-    Milliseconds, measured by this client (the viewer adds its drawing on top).
+    The DICOM series is converted to an SUV NIfTI in a temporary study folder, which the server
+    serves; the RTSTRUCT's ``GTV_Mass`` gives the sarcoma. A round trip is what the viewer does
+    for one click: one ``POST .../prompts``, whose answer carries the changed object's run
+    lengths and the statistics. Each of ``repeats`` objects segments the sarcoma anew: its
+    first click at the sarcoma's SUVmax voxel, where a reader clicks, then ``clicks - 1``
+    clicks of the simulated user (at the centre of the largest error). Milliseconds, measured
+    by this client (the viewer adds its drawing on top).
     """
-    import numpy as np
 
+    from seganypet.io import load_image
+    from seganypet.io.masks import load_mask
     from seganypet.io.nifti import write_nifti
     from seganypet.model.runtime import configure_threads
-    from seganypet.prompts import next_click_at_error_centre
+    from seganypet.prompts import hottest_voxel, next_click_at_error_centre
     from seganypet.server.client import Client
-    from seganypet.synth.phantom import generate_phantom
 
     _check_counts(repeats, clicks)
+    sts001 = _sts001_folder(shared_data, "seganypet bench --server")
     num_threads = configure_threads(threads)  # what serve would pick; given to it explicitly
-    phantom = generate_phantom(seed)
-    lesions = sorted(phantom.lesions, key=lambda lesion: -lesion.voxels)
-    if not lesions:
-        raise InputError(f"phantom {seed} has no lesion to click; choose another seed")
+    image = load_image(sts001 / "image")
+    labels, _ = load_mask(sts001 / "mask" / "1-1.dcm", image, roi_names=["GTV_Mass"])
+    truth = labels > 0
+    hottest = tuple(float(v) for v in hottest_voxel(image.array, truth))
     with tempfile.TemporaryDirectory(prefix="seganypet-bench-") as tmp:
         folder = Path(tmp)
         data = folder / "data"
         data.mkdir()
-        write_nifti(
-            phantom.image.array, phantom.image.affine, data / "phantom.nii.gz", phantom.image
-        )
+        write_nifti(image.array, image.affine, data / "sts001.nii.gz", image)
         token = secrets.token_hex(16)
         port = _free_port()
         command = [sys.executable, "-m", "seganypet", "serve", "--data", str(data)]
@@ -571,27 +573,22 @@ def run_server_benchmark(
             client = Client(f"http://127.0.0.1:{port}", token)
             server.wait_until_serving(client)
             start_s = time.perf_counter() - started
-            open_s, _ = _timed(lambda: client.open("phantom.nii.gz"))
+            open_s, _ = _timed(lambda: client.open("sts001.nii.gz"))
             first, later = [], []
             dice: list[list[float]] = []
             for index in range(repeats):
-                lesion = lesions[index % len(lesions)]
-                truth = phantom.lesion_instances == lesion.instance
                 if index:
-                    client.new_object(f"lesion {index + 1}")
-                values = np.where(truth, phantom.image.array, -np.inf)
-                voxel = np.unravel_index(int(np.argmax(values)), values.shape)
-                click = (tuple(float(v) for v in voxel), True)
+                    client.new_object(f"sarcoma {index + 1}")
+                click = (hottest, True)
                 scores: list[float] = []
                 for step in range(clicks):
                     t0 = time.perf_counter()
                     info = client.add_point(click[0], positive=click[1])
                     (first if step == 0 else later).append(time.perf_counter() - t0)
-                    labels = client.labels
-                    mask = labels == info["current"] + 1
+                    mask = client.labels == info["current"] + 1
                     scores.append(round(_dice(mask, truth), 4))
                     if step + 1 < clicks:
-                        point = next_click_at_error_centre(mask, truth, phantom.image.spacing)
+                        point = next_click_at_error_centre(mask, truth, image.spacing)
                         if point is None:
                             break
                         click = (point.voxel, point.positive)
@@ -600,8 +597,9 @@ def run_server_benchmark(
             shutdown = server.stop()
     every = first + later
     result: dict[str, Any] = {
-        "study": f"phantom (generate_phantom({seed}))",
-        "shape": list(phantom.image.shape),
+        "study": f"{STS001}/image (GTV_Mass from its RTSTRUCT)",
+        "shape": list(image.shape),
+        "first_click_voxel": [int(v) for v in hottest],
         "model": str(model),
         "threads": num_threads,
         "objects": repeats,
@@ -723,7 +721,8 @@ Modes (several may be given; with none, the network is timed):
   --network   the network's image embedding and per-click decode on a synthetic crop
               (--bf16 and --compare-reference add to it)
   --session   Session clicks on the real whole-body STS_001 scan (../shared/data)
-  --server    a click's HTTP round trip on a real `seganypet serve` (point, mask, stats)
+  --server    a click's HTTP round trip (one request) on a real `seganypet serve`, on the
+              real whole-body STS_001 scan (../shared/data)
   --quant     SUV statistics of a 2.3-million-voxel ROI on a whole-body-sized image
   --rtstruct  STS_001's GTV_Mass rasterised by both contour rules
 
@@ -785,7 +784,9 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--session", action="store_true", help="time Session clicks on the real STS_001 scan"
     )
     parser.add_argument(
-        "--server", action="store_true", help="time a click's round trip on seganypet serve"
+        "--server",
+        action="store_true",
+        help="time a click's round trip on seganypet serve, on the real STS_001 scan",
     )
     parser.add_argument(
         "--quant", action="store_true", help="time SUV statistics of a large whole-body ROI"
