@@ -352,6 +352,12 @@ def flipped_affine(phantom: Phantom) -> np.ndarray:
     return affine
 
 
+def flipped_voxel(voxel, phantom: Phantom) -> tuple[int, int, int]:
+    """Where a voxel of the phantom lies in ``flip_xy`` of it."""
+    nx, ny, _ = phantom.image.shape
+    return (nx - 1 - int(voxel[0]), ny - 1 - int(voxel[1]), int(voxel[2]))
+
+
 def lesions_by_size(phantom: Phantom):
     return sorted(phantom.lesions, key=lambda lesion: -lesion.voxels)
 
@@ -578,6 +584,21 @@ def test_a_dicom_series_uploaded_saves_a_label_map_and_a_dicom_seg(
     page = viewer.page
     info = viewer.info()
     assert info["dicom"] and "DICOM" in page.inner_text("#studyinfo")
+    # the study header panel shows what the DICOM headers record
+    first = pydicom.dcmread(sorted(series.iterdir())[0], stop_before_pixels=True)
+    drug = first.RadiopharmaceuticalInformationSequence[0]
+    header = dict(
+        page.eval_on_selector_all(
+            "#header tr", "rows => rows.map(r => [r.dataset.field, r.cells[1].textContent])"
+        )
+    )
+    assert header["patient_id"] == first.PatientID
+    assert header["patient_name"] == str(first.PatientName)
+    assert header["study_date"].replace("-", "") == first.StudyDate
+    assert header["tracer"].startswith(drug.Radiopharmaceutical)
+    assert header["weight_kg"] == f"{float(first.PatientWeight):.1f} kg"
+    assert header["injected_dose_mbq"] == f"{float(drug.RadionuclideTotalDose) / 1e6:.1f} MBq"
+    assert header["suv_type"] == "SUVbw" and header["suv_factor"].startswith("1.00000 (from GML")
     image = load_image(series)
     assert info["shape"] == list(image.shape)
     inner = image.array[8:-8, 8:-8, 8:-8]  # the tumour, not the bladder at the crop's edge
@@ -608,4 +629,265 @@ def test_a_dicom_series_uploaded_saves_a_label_map_and_a_dicom_seg(
     np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
     seg = pydicom.dcmread(saved[1])
     assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "object 1"
+    viewer.close()
+
+
+def edge_and_interior(mask: np.ndarray, z: int) -> tuple[list[float], list[int]]:
+    """On slice ``z`` of a mask: the middle of a face between a voxel inside and the next one
+    along the first axis outside (fractional voxel indices), and a voxel at least two voxels from
+    every face."""
+    plane = mask[:, :, z]
+    inside = np.argwhere(plane[:-1] & ~plane[1:])
+    x, y = inside[len(inside) // 2]
+    deep = np.argwhere(ndimage.binary_erosion(plane, iterations=2))
+    assert len(deep), "the reference is too thin on this slice"
+    centre = deep[np.argmin(np.linalg.norm(deep - deep.mean(0), axis=1))]
+    return [x + 0.5, float(y), float(z)], [int(centre[0]), int(centre[1]), z]
+
+
+def outline_drawn(page, voxelish, view: int = AXIAL, reach: int = 2) -> bool:
+    """Whether the reference outline's colour is on the marks canvas near a voxel's place."""
+    pixels = page.evaluate(
+        "([v, view, reach]) => seganypet.marksPixels(v, view, reach)", [voxelish, view, reach]
+    )
+    return any(r > 200 and g > 200 and b < 140 and a > 200 for r, g, b, a in pixels)
+
+
+def test_a_pet_reader_sees_suv_header_reference_lesions_and_the_liver_voi(
+    browser, server, artifacts
+) -> None:
+    """The SUV under the pointer, the study header, a reference label map beside the study
+    outlined with its Dice, one row per lesion that takes the crosshair to its SUVmax, the
+    PERCIST liver VOI and baseline, and a study that fails to open leaving the one open shown."""
+    from seganypet.quant import lesions_above, liver_reference, quantify
+
+    phantom = server.phantom
+    study = "reader/flipped.nii.gz"  # stored against NiiVue's order: the page must map it
+    array, affine = flip_xy(phantom.image.array), flipped_affine(phantom)
+    write_nifti(array, affine, server.data / study, phantom.image)
+    first, second = lesions_by_size(phantom)[:2]
+    truth = flip_xy(phantom.lesion_instances) == first.instance
+    write_nifti(truth.astype(np.uint8), affine, server.data / "reader" / "flipped_gtv.nii.gz")
+    broken = (server.data / STUDY).read_bytes()
+    (server.data / "reader" / "broken.nii.gz").write_bytes(broken[: len(broken) // 2])
+    viewer = Viewer(browser, server, study, artifacts)
+    page = viewer.page
+
+    # the study list: images only, the label map listed under its image and not openable
+    options = page.eval_on_selector_all(
+        "#study option", "os => os.map(o => [o.value, o.disabled, o.textContent])"
+    )
+    values = [value for value, _, _ in options]
+    assert values.index("attachment:reader/flipped_gtv.nii.gz") == values.index(study) + 1
+    assert [disabled for value, disabled, _ in options if value.startswith("attachment:")] == [True]
+    assert "reader/flipped_gtv.nii.gz" not in values
+
+    # the header of a NIfTI study: what it records, and "not recorded" for the rest
+    header = dict(
+        page.eval_on_selector_all(
+            "#header tr", "rows => rows.map(r => [r.dataset.field, r.cells[1].textContent])"
+        )
+    )
+    assert set(header) == {
+        "patient_id",
+        "patient_name",
+        "study_date",
+        "tracer",
+        "weight_kg",
+        "injected_dose_mbq",
+        "suv_type",
+        "suv_factor",
+    }
+    assert all(text == "not recorded" for field, text in header.items() if field != "suv_type")
+    assert header["suv_type"].startswith("SUVbw")
+
+    # the SUV under the pointer, its voxel (the array's own order) and its place in mm
+    hot = flipped_voxel(hottest_voxel(phantom, first.instance), phantom)
+    for voxel, view in [(hot, AXIAL), ((20, 30, 200), CORONAL), ((70, 12, 310), AXIAL)]:
+        page.mouse.move(*viewer.client_xy(voxel, view))
+        shown = page.eval_on_selector("#cursor", "e => ({...e.dataset, text: e.textContent})")
+        at = tuple(int(v) for v in shown["voxel"].split(","))
+        assert np.abs(np.subtract(at, voxel)).max() <= 1, (at, voxel)
+        assert float(shown["value"]) == pytest.approx(float(array[at]), abs=1e-6)
+        mm = [float(v) for v in shown["mm"].split(",")]
+        np.testing.assert_allclose(mm, affine[:3, :3] @ at + affine[:3, 3], atol=1e-4)
+        assert (
+            f"SUVbw {array[at]:.3f}" in shown["text"]
+            and f"[{', '.join(map(str, at))}]" in (shown["text"])
+        )
+
+    # the reference beside the study: outlined on the slices, with its Dice
+    page.select_option("#reference", "reader/flipped_gtv.nii.gz")
+    viewer.idle()
+    edge, interior = edge_and_interior(truth, hot[2])
+    viewer.client_xy(hot, AXIAL)  # the slices through the lesion
+    assert outline_drawn(page, edge), "the outline runs along the reference's edge"
+    assert not outline_drawn(page, interior, reach=1), "and not inside it"
+    viewer.screenshot("09_reference_outline.png")
+    page.keyboard.press("o")
+    assert not outline_drawn(page, edge), "O hides the outline"
+    page.keyboard.press("o")
+    assert outline_drawn(page, edge)
+    dice_shown = page.eval_on_selector_all(
+        "#dice tr[data-label]", "rs => rs.map(r => r.cells[2].textContent)"
+    )
+    assert dice_shown == ["0.000"], "an empty object overlaps nothing"
+
+    viewer.click(hot)
+    page.fill("#newname", "lesion B")
+    page.click("#new")
+    viewer.idle()
+    viewer.ops.append(("new_object", "lesion B"))
+    viewer.click(flipped_voxel(hottest_voxel(phantom, second.instance), phantom))
+    labels = viewer.mask()
+    page.click("#objects tr.object[data-index='0']")
+    viewer.idle()
+    clicked = labels == 1
+    expected = 2 * (clicked & truth).sum() / (clicked.sum() + truth.sum())
+    (dice,) = page.eval_on_selector_all(
+        "#dice tr[data-label]", "rs => rs.map(r => r.cells[2].textContent)"
+    )
+    assert float(dice) == pytest.approx(expected, abs=0.0005 + 1e-9)
+    assert "object 1" in page.inner_text("#dice")
+
+    # one row per lesion (connected component), each taking the crosshair to its SUVmax
+    report = quantify(load_image(server.data / study), labels)
+    rows = page.eval_on_selector_all(
+        "#lesions tr.lesion", "rs => rs.map(r => [r.dataset.voxel, r.cells[2].textContent])"
+    )
+    assert len(rows) == len(report.lesions) >= 2
+    for (voxel, suv_max), lesion in zip(rows, report.lesions, strict=True):
+        assert voxel == ",".join(map(str, lesion.suv_max_voxel))
+        assert float(suv_max) == pytest.approx(lesion.suv_max, abs=0.005 + 1e-9)
+    for index, lesion in reversed(list(enumerate(report.lesions))):
+        page.click(f"#lesions tr.lesion >> nth={index}")
+        assert tuple(page.evaluate("seganypet.crosshairVoxel()")) == lesion.suv_max_voxel
+        assert page.eval_on_selector("#cursor", "e => e.dataset.voxel") == ",".join(
+            map(str, lesion.suv_max_voxel)
+        )
+
+    # the PERCIST liver VOI: V, then a click on the liver; then the baseline threshold
+    liver_label = next(k for k, v in phantom.label_names.items() if v == "liver")
+    liver = (flip_xy(phantom.labels) == liver_label) & (flip_xy(phantom.lesion_instances) == 0)
+    centre = most_interior_voxel(liver, phantom.image.spacing)
+    page.keyboard.press("v")
+    assert page.evaluate("seganypet.mode()") == "liver"
+    x, y = viewer.client_xy(centre, AXIAL)
+    page.mouse.click(x, y)
+    viewer.idle()
+    placed = viewer.info()["liver"]
+    assert np.abs(np.subtract(placed["centre_voxel"], centre)).max() <= 1
+    expected_liver = liver_reference(load_image(server.data / study), placed["centre_voxel"])
+    assert page.evaluate("seganypet.mode()") == "point", "one click places it"
+    text = page.inner_text("#liver-values")
+    for value in (expected_liver.mean, expected_liver.sd, expected_liver.percist_threshold):
+        assert f"{value:.2f}" in text, (value, text)
+    viewer.screenshot("10_liver_voi.png")
+    page.click("#percist")
+    viewer.idle()
+    reaching = lesions_above(report.lesions, expected_liver.percist_threshold)
+    assert page.inner_text("#percist-result").startswith(
+        f"PERCIST baseline {expected_liver.percist_threshold:.2f} SUVbw: {len(reaching)} of "
+        f"{len(report.lesions)} lesion"
+    )
+    assert page.locator("#lesions td.above").count() == len(reaching)
+
+    # a study that fails to open leaves the one open selected and shown
+    opened = page.evaluate("document.body.dataset.opened")
+    studyinfo = page.inner_text("#studyinfo")
+    page.select_option("#study", "reader/broken.nii.gz")
+    page.click("#open")
+    viewer.idle()
+    assert page.get_attribute("#status", "class") == "error"
+    assert "reader/broken.nii.gz" in page.inner_text("#status")
+    assert page.eval_on_selector("#study", "s => s.value") == study
+    assert page.evaluate("document.body.dataset.opened") == opened
+    assert viewer.info()["session_id"] == opened and page.inner_text("#studyinfo") == studyinfo
+    viewer.assert_shown(labels)
+    viewer.screenshot("11_failed_open.png")
+    refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    assert viewer.errors == [refused], "the browser logs the refused request, and nothing else"
+    viewer.errors.clear()
+    viewer.close()
+
+
+def test_every_key_on_the_cheat_sheet_is_handled(browser, server, artifacts) -> None:
+    """The cheat sheet lists exactly the keys the page handles, and each does what it says."""
+    study = "keys.nii.gz"
+    shutil.copyfile(server.data / STUDY, server.data / study)
+    viewer = Viewer(browser, server, study, artifacts)
+    page = viewer.page
+    listed = page.eval_on_selector_all("#keys kbd[data-key]", "ks => ks.map(k => k.dataset.key)")
+    assert sorted(listed) == sorted(page.evaluate("seganypet.keys"))
+
+    def mode() -> str:
+        return page.evaluate("seganypet.mode()")
+
+    def crosshair() -> list[int]:
+        return page.evaluate("seganypet.crosshairVoxel()")
+
+    def masks_on() -> bool:
+        return page.evaluate("seganypet.nv.drawOpacity") > 0
+
+    lesion = lesions_by_size(server.phantom)[0]
+    middle = hottest_voxel(server.phantom, lesion.instance)
+
+    def undo_takes_back_a_click() -> None:
+        viewer.click(middle)
+        before = viewer.info()["objects"][0]["prompts"]
+        page.keyboard.press("Control+z")
+        viewer.idle()
+        assert viewer.info()["objects"][0]["prompts"] == before - 1
+
+    def arrow(key: str, step: int) -> None:
+        page.mouse.move(*viewer.client_xy(middle, AXIAL))  # the pointer over the axial view
+        before = crosshair()
+        page.keyboard.press(key)
+        assert crosshair() == [before[0], before[1], before[2] + step]
+
+    def toggles(key: str, read) -> None:
+        before = read()
+        page.keyboard.press(key)
+        assert read() != before, key
+        page.keyboard.press(key)
+        assert read() == before, key
+
+    def switches_mode(key: str, wanted: str) -> None:
+        page.keyboard.press(key)
+        assert mode() == wanted, key
+        page.keyboard.press(key)
+        assert mode() == "point", f"{key} again goes back to points"
+
+    def escape() -> None:
+        page.keyboard.press("b")
+        viewer.drag(
+            [middle[0] - 3, middle[1] - 3, middle[2]],
+            [middle[0] + 3, middle[1] + 3, middle[2]],
+            AXIAL,
+        )
+        page.keyboard.press("Escape")
+        assert mode() == "point" and "depth" not in page.inner_text("#hint")
+
+    def points() -> None:
+        page.keyboard.press("l")
+        page.keyboard.press("p")
+        assert mode() == "point"
+
+    effects = {
+        "p": points,
+        "b": lambda: switches_mode("b", "box"),
+        "s": lambda: switches_mode("s", "scribble"),
+        "l": lambda: switches_mode("l", "lasso"),
+        "v": lambda: switches_mode("v", "liver"),
+        "Escape": escape,
+        "ctrl+z": undo_takes_back_a_click,
+        "ArrowUp": lambda: arrow("ArrowUp", 1),
+        "ArrowDown": lambda: arrow("ArrowDown", -1),
+        "m": lambda: toggles("m", masks_on),
+        "o": lambda: toggles("o", lambda: page.is_checked("#outline")),
+    }
+    assert sorted(listed) == sorted(effects), "every key listed has its check here"
+    for key in listed:
+        effects[key]()
+    viewer.screenshot("12_keys.png")
     viewer.close()

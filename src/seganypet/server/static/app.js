@@ -8,7 +8,12 @@
 // line and a lasso a closed outline dragged on one view (shift: negative). Each prompt is one
 // request, whose answer carries the labels where they changed and the new statistics. Left-button events
 // on the slice views are ours (NiiVue never sees them); the wheel and the right button go to
-// NiiVue (slices, SUV window).
+// NiiVue (slices, SUV window). The keys are ours too (the table KEYS, which also writes the cheat
+// sheet); NiiVue's own keys are switched off.
+//
+// For a reader: the SUV under the pointer (voxel index in the input array's order, and mm RAS+),
+// the study header, a reference segmentation outlined on the slices with its Dice against the
+// current object, one row per lesion (click: go to its SUVmax), and the PERCIST liver VOI.
 import { Niivue, SHOW_RENDER, SLICE_TYPE, cmapper } from "niivue";
 
 const token = document.querySelector('meta[name="seganypet-token"]').content;
@@ -39,13 +44,21 @@ let mode = "point";
 let press = null; // the left-button press being handled by us
 let draft = null; // a box being drawn: {rect: {view, a, b}, depth: [lo, hi] | null}
 let stroke = null; // a scribble or lasso being drawn: {tile, points: [mm], positive}
-const MODES = ["point", "box", "scribble", "lasso"];
+const MODES = ["point", "box", "scribble", "lasso", "liver"];
 const MODE_HINTS = {
   point: "",
   box: "Drag a rectangle around the object on any view.",
   scribble: "Drag a line inside the object on one view (shift: outside it).",
   lasso: "Drag around the object on one view to outline it (shift: a region outside it).",
+  liver: "Click the liver (right lobe, away from lesions and vessels) for a 3 cm sphere VOI.",
 };
+const OUTLINE = "#ff4"; // the reference segmentation's outline
+let studies = []; // the study list, each study with the masks attached to it
+let openedStudy = null; // the path of the study open (null: an upload)
+let reference = null; // the reference's labels: {source, labels (input order, first axis fastest), lo, hi}
+let outlines = new Map(); // "view:slice" -> the reference outline's segments on that slice, mm
+let pointerView = AXIAL; // the slice view under the pointer (the arrow keys step through it)
+let masksHidden = false;
 let chain = Promise.resolve(); // server calls run one after another, in order
 const timings = []; // click round trips, ms: pointer event -> new mask drawn
 const phases = []; // where each round trip went, ms
@@ -349,6 +362,10 @@ function drawMarks() {
   }
   const g = marks.getContext("2d");
   g.clearRect(0, 0, marks.width, marks.height);
+  // chromium may leave a canvas that was only cleared showing its last drawing: draw one
+  // nearly transparent pixel, so that every frame has something drawn
+  g.fillStyle = "rgba(0, 0, 0, 0.004)";
+  g.fillRect(0, 0, 1, 1);
   if (!info || !nv.volumes.length) return;
   const dpr = canvas.width / Math.max(1, canvas.clientWidth);
   const reach = voxelReach();
@@ -397,8 +414,97 @@ function drawMarks() {
       strokePath(g, s, stroke.points, mode === "lasso", stroke.positive ? POSITIVE : NEGATIVE, dpr, [5 * dpr, 3 * dpr]);
     }
     if (draft) drawDraft(g, s, dpr);
+    if (reference && $("outline").checked) drawOutline(g, s, dpr);
+    if (info.liver) drawLiverSphere(g, s, dpr);
     g.restore();
   }
+}
+
+// the input axis that runs along a world axis (its affine column points most along it)
+const inputAxisAlong = (world) => [0, 1, 2].reduce((best, v) => (Math.abs(info.affine[world][v]) > Math.abs(info.affine[world][best]) ? v : best), 0);
+const crosshairVoxel = () => worldToVoxel(crosshairMM()).map(Math.round);
+
+function outlineSegments(view) {
+  // the edges between a reference voxel and a voxel of another label on the slice shown, as
+  // segments in mm (voxel faces, whatever the study's axis order)
+  const depth = inputAxisAlong(DEPTH_AXIS[view]);
+  const slice = crosshairVoxel()[depth];
+  const key = `${view}:${slice}`;
+  if (outlines.has(key)) return outlines.get(key);
+  const segments = [];
+  const { labels, lo, hi } = reference;
+  if (lo && slice >= lo[depth] && slice <= hi[depth]) {
+    const [u, v] = [0, 1, 2].filter((a) => a !== depth);
+    const [nx, ny] = info.shape;
+    const at = (p) => (p[0] < 0 || p[1] < 0 || p[2] < 0 || p[0] >= nx || p[1] >= ny || p[2] >= info.shape[2]
+      ? 0 : labels[p[0] + nx * (p[1] + ny * p[2])]);
+    const voxel = [0, 0, 0];
+    voxel[depth] = slice;
+    for (let i = lo[u]; i <= hi[u]; i++) {
+      for (let j = lo[v]; j <= hi[v]; j++) {
+        voxel[u] = i;
+        voxel[v] = j;
+        const here = at(voxel);
+        if (!here) continue;
+        for (const [axis, other] of [[u, v], [v, u]]) {
+          for (const step of [-1, 1]) {
+            const next = voxel.slice();
+            next[axis] += step;
+            if (at(next) === here) continue;
+            const a = voxel.slice();
+            a[axis] += step / 2;
+            a[other] -= 0.5;
+            const b = a.slice();
+            b[other] += 1;
+            segments.push([voxelToWorld(a), voxelToWorld(b)]);
+          }
+        }
+      }
+    }
+  }
+  outlines.set(key, segments);
+  return segments;
+}
+
+function drawOutline(g, s, dpr) {
+  const segments = outlineSegments(s.axCorSag);
+  if (!segments.length) return;
+  for (const [width, style] of [[3 * dpr, "#000"], [1.5 * dpr, OUTLINE]]) {
+    g.lineWidth = width;
+    g.strokeStyle = style;
+    g.lineCap = "round";
+    g.beginPath();
+    for (const [a, b] of segments) {
+      const [x0, y0] = mmToCanvas(s, a);
+      const [x1, y1] = mmToCanvas(s, b);
+      g.moveTo(x0, y0);
+      g.lineTo(x1, y1);
+    }
+    g.stroke();
+  }
+}
+
+function drawLiverSphere(g, s, dpr) {
+  // the liver VOI where the slice cuts the sphere
+  const centre = info.liver.centre_world_mm;
+  const radius = info.liver.diameter_mm / 2;
+  const depthAxis = DEPTH_AXIS[s.axCorSag];
+  const here = crosshairMM();
+  const offset = here[depthAxis] - centre[depthAxis];
+  if (Math.abs(offset) >= radius) return;
+  const onSlice = centre.slice();
+  onSlice[depthAxis] = here[depthAxis];
+  const [x, y] = mmToCanvas(s, onSlice);
+  const pixels = Math.sqrt(radius * radius - offset * offset) * Math.abs(s.leftTopWidthHeight[2] / s.fovMM[0]);
+  g.setLineDash([5 * dpr, 3 * dpr]);
+  for (const [width, style] of [[3 * dpr, "#000"], [1.5 * dpr, "#fff"]]) {
+    g.lineWidth = width;
+    g.strokeStyle = style;
+    g.beginPath();
+    g.arc(x, y, pixels, 0, 2 * Math.PI);
+    g.stroke();
+  }
+  g.setLineDash([]);
 }
 
 function strokePath(g, s, path, closed, colour, dpr, dash = []) {
@@ -597,6 +703,175 @@ function showObjects() {
     table.append(row);
   }
   $("undo").disabled = !info.can_undo;
+  showLesions();
+  showReference();
+  showLiver();
+}
+
+const cell = (text, className) => Object.assign(document.createElement("td"), { textContent: text, className: className || "" });
+
+const HEADER_ROWS = [
+  ["patient_id", "Patient ID", (v) => v],
+  ["patient_name", "Patient name", (v) => v],
+  ["study_date", "Study date", (v) => v],
+  ["tracer", "Tracer", (v, h) => (h.radionuclide ? `${v} (${h.radionuclide})` : v)],
+  ["weight_kg", "Weight", (v) => `${Number(v).toFixed(1)} kg`],
+  ["injected_dose_mbq", "Injected dose", (v) => `${Number(v).toFixed(1)} MBq`],
+  ["suv_type", "SUV type", (v, h) => (h.format === "dicom" ? v : `${v} (as stated: a NIfTI file records no SUV header)`)],
+  ["suv_factor", "SUV factor", (v, h) => `${Number(v).toPrecision(6)} (from ${h.source_units})`],
+];
+
+function showHeader() {
+  const header = info.header || {};
+  $("header").replaceChildren(...HEADER_ROWS.map(([field, name, shown]) => {
+    const row = document.createElement("tr");
+    row.dataset.field = field;
+    const value = header[field];
+    const missing = value === null || value === undefined || value === "";
+    row.append(Object.assign(document.createElement("th"), { textContent: name }),
+      cell(missing ? "not recorded" : shown(value, header), missing ? "missing" : ""));
+    return row;
+  }));
+}
+
+function goToVoxel(voxel) {
+  nv.scene.crosshairPos = nv.mm2frac(voxelToWorld(voxel));
+  nv.createOnLocationChange();
+  nv.drawScene();
+}
+
+function showLesions() {
+  const table = $("lesions");
+  const above = new Set((info.percist?.lesions_above || []).map(([label, lesion]) => `${label}:${lesion}`));
+  const head = document.createElement("tr");
+  for (const [text, title] of [["object", ""], ["#", "lesion: a connected component of the object, largest first"], ["SUVmax", ""],
+    ["SUVpeak", ""], ["ml", "volume"], ["voxel", "where its SUVmax is: voxel index in the image's own axis order"]]) {
+    head.append(Object.assign(document.createElement("th"), { textContent: text, title }));
+  }
+  const rows = [head];
+  for (const label of stats?.labels || []) {
+    for (const lesion of label.lesions || []) {
+      const row = document.createElement("tr");
+      row.className = "lesion";
+      row.dataset.label = label.label;
+      row.dataset.lesion = lesion.lesion;
+      row.dataset.voxel = lesion.suv_max_voxel.join(",");
+      const reaches = above.has(`${label.label}:${lesion.lesion}`);
+      row.title = `go to the SUVmax of ${label.name}, lesion ${lesion.lesion}`;
+      row.append(cell(label.name), cell(String(lesion.lesion)), cell(fmt(lesion.suv_max)),
+        cell(`${fmt(lesion.suv_peak)}${reaches ? " ≥" : ""}`, reaches ? "above" : ""), cell(fmtBig(lesion.mtv_ml)),
+        cell(`[${lesion.suv_max_voxel.join(", ")}]`));
+      row.onclick = () => goToVoxel(lesion.suv_max_voxel);
+      rows.push(row);
+    }
+  }
+  table.replaceChildren(...rows);
+  const percist = info.percist;
+  const count = rows.length - 1;
+  $("percist-result").textContent = percist
+    ? `PERCIST baseline ${percist.threshold.toFixed(2)} ${percist.units}: ${percist.lesions_above.length} of ${count} `
+      + `lesion${count === 1 ? "" : "s"} reach it (${percist.units === "SUL" ? "SULpeak" : "SUVpeak"}, marked ≥)`
+    : "";
+}
+
+function showReference() {
+  const ref = info.reference;
+  const table = $("dice");
+  if (!ref) { table.replaceChildren(); return; }
+  const object = info.objects[ref.object]?.name ?? "";
+  const head = document.createElement("tr");
+  for (const text of ["reference", "voxels", `Dice with ${object}`]) head.append(Object.assign(document.createElement("th"), { textContent: text }));
+  const rows = ref.labels.map((l) => {
+    const row = document.createElement("tr");
+    row.dataset.label = l.label;
+    row.append(cell(l.name), cell(String(l.voxels)), cell(fmt(l.dice, 3)));
+    return row;
+  });
+  if (ref.labels.length > 1) {
+    const all = document.createElement("tr");
+    all.dataset.label = "all";
+    all.append(cell("all labels"), cell(String(ref.labels.reduce((n, l) => n + l.voxels, 0))), cell(fmt(ref.dice_all, 3)));
+    rows.push(all);
+  }
+  table.replaceChildren(head, ...rows);
+}
+
+function showLiver() {
+  const liver = info.liver;
+  $("percist").disabled = !liver;
+  const box = $("liver-result");
+  if (!liver) { box.replaceChildren(); return; }
+  const [mean, sd, threshold] = [liver.mean, liver.sd, liver.percist_threshold].map((v) => v.toFixed(2));
+  box.replaceChildren(
+    Object.assign(document.createElement("div"), { id: "liver-values", textContent: `${liver.units} mean ${mean} · SD ${sd} · PERCIST threshold 1.5 × mean + 2 × SD = ${threshold}` }),
+    Object.assign(document.createElement("div"), { className: "muted", textContent: `${liver.voxels} voxels in a ${liver.diameter_mm} mm sphere at voxel [${liver.centre_voxel.join(", ")}]; ${liver.note}` }),
+  );
+}
+
+// the SUV under the pointer (or at the crosshair), its voxel and its place in mm
+function voxelValue(voxel) {
+  const volume = nv.volumes[0];
+  const [nx, ny] = info.shape;
+  const stored = volume.img[voxel[0] + nx * (voxel[1] + ny * voxel[2])]; // NiiVue keeps the file's own order
+  const slope = volume.hdr.scl_slope;
+  return Number.isFinite(slope) && slope !== 0 ? stored * slope + (volume.hdr.scl_inter || 0) : stored;
+}
+
+function showCursor(voxel) {
+  if (!info || !nv.volumes.length || !inside(voxel)) return;
+  const value = voxelValue(voxel);
+  const mm = voxelToWorld(voxel);
+  const line = $("cursor");
+  line.textContent = `${info.units} ${value.toFixed(3)}  at voxel [${voxel.join(", ")}]  ·  `
+    + `(${mm.map((v) => v.toFixed(1)).join(", ")}) mm RAS`;
+  Object.assign(line.dataset, { voxel: voxel.join(","), value: String(value), mm: mm.join(",") });
+}
+nv.onLocationChange = (location) => { if (info) showCursor(worldToVoxel(Array.from(location.mm).slice(0, 3)).map(Math.round)); };
+
+// the reference segmentation's labels, for its outline
+async function loadReference() {
+  outlines = new Map();
+  if (!info.reference) { reference = null; return; }
+  const payload = await (await api("GET", `/api/sessions/${sid}/reference`)).json();
+  const labels = new Uint16Array(payload.shape.reduce((a, b) => a * b, 1));
+  let at = 0;
+  for (let r = 0; r < payload.runs.length; r += 2) {
+    if (payload.runs[r]) labels.fill(payload.runs[r], at, at + payload.runs[r + 1]);
+    at += payload.runs[r + 1];
+  }
+  const [nx, ny] = payload.shape;
+  const lo = [Infinity, Infinity, Infinity];
+  const hi = [-1, -1, -1];
+  for (let i = 0; i < labels.length; i++) {
+    if (!labels[i]) continue;
+    const p = [i % nx, Math.floor(i / nx) % ny, Math.floor(i / (nx * ny))];
+    for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], p[a]); hi[a] = Math.max(hi[a], p[a]); }
+  }
+  reference = { source: info.reference.source, labels, lo: hi[0] < 0 ? null : lo, hi };
+  nv.drawScene();
+}
+
+function showReferenceChoice() {
+  const select = $("reference");
+  const attached = studies.find((s) => s.path === openedStudy)?.attachments || [];
+  const kinds = { labels: "label map", rtstruct: "RTSTRUCT", seg: "SEG" };
+  const options = [Object.assign(document.createElement("option"), { value: "", textContent: "none" })];
+  for (const a of attached) options.push(Object.assign(document.createElement("option"), { value: a.path, textContent: `${a.path} (${kinds[a.kind] || a.kind})` }));
+  const source = info.reference?.source;
+  if (source && !attached.some((a) => a.path === source)) {
+    options.push(Object.assign(document.createElement("option"), { value: source, textContent: `${source} (uploaded)`, disabled: true }));
+  }
+  select.replaceChildren(...options);
+  select.value = source || "";
+}
+
+async function changeReference(method, suffix, body) {
+  try {
+    await interact(method, suffix, body);
+    await loadReference();
+  } finally {
+    showReferenceChoice();
+  }
 }
 
 
@@ -639,8 +914,10 @@ function setMode(next) {
   nv.drawScene();
 }
 
-async function opened(response) {
+async function opened(response, path = null) {
   info = await response.json();
+  openedStudy = path;
+  $("study").value = path ?? "";
   sid = info.session_id;
   inverse = invert(info.affine);
   stats = null;
@@ -668,7 +945,11 @@ async function opened(response) {
     + `${info.spacing_mm.map((v) => v.toFixed(2)).join(" × ")} mm, ${info.units}${info.dicom ? ", DICOM" : ""}`;
   stats = info.stats;
   await refreshMask();
+  showHeader();
   showObjects();
+  showReferenceChoice();
+  await loadReference();
+  showCursor(crosshairVoxel());
   status(info.replayed ? `restored ${info.replayed} interactions from the journal` : "");
   document.body.dataset.opened = sid;
 }
@@ -693,15 +974,50 @@ function applyColormap() {
 }
 
 // ---------------------------------------------------------------------------- controls
-$("open").onclick = () => enqueue(async () => opened(await api("POST", "/api/sessions", { study: $("study").value })));
+// a study that fails to open leaves the one open selected and shown
+$("open").onclick = () => {
+  const wanted = $("study").value;
+  enqueue(async () => {
+    let response;
+    try {
+      response = await api("POST", "/api/sessions", { study: wanted });
+    } catch (error) {
+      $("study").value = openedStudy ?? "";
+      throw new Error(`${wanted}: ${error.message}`);
+    }
+    await opened(response, wanted);
+  });
+};
 $("upload").onchange = (event) => {
   const file = event.target.files[0];
   if (!file) return;
   enqueue(async () => {
     status(`uploading ${file.name}…`);
-    await opened(await api("POST", `/api/sessions/upload?filename=${encodeURIComponent(file.name)}`, file));
+    try {
+      await opened(await api("POST", `/api/sessions/upload?filename=${encodeURIComponent(file.name)}`, file));
+    } finally {
+      event.target.value = "";
+    }
   });
 };
+$("reference").onchange = () => {
+  const path = $("reference").value;
+  enqueue(() => (path ? changeReference("POST", "/reference", { path }) : changeReference("DELETE", "/reference")));
+};
+$("reference-upload").onchange = (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  enqueue(async () => {
+    status(`uploading ${file.name}…`);
+    try {
+      await changeReference("POST", `/reference/upload?filename=${encodeURIComponent(file.name)}`, file);
+    } finally {
+      event.target.value = "";
+    }
+  });
+};
+$("outline").onchange = () => nv.drawScene();
+$("percist").onclick = () => enqueue(() => interact("POST", "/percist"));
 $("new").onclick = () => {
   const name = $("newname").value.trim() || null;
   $("newname").value = "";
@@ -719,6 +1035,7 @@ for (const m of MODES) $(`mode-${m}`).onclick = () => setMode(m);
 for (const id of ["suvmin", "suvmax", "colormap"]) $(id).onchange = applyColormap;
 $("opacity").oninput = () => {
   if (!sid) return;
+  masksHidden = false;
   nv.setDrawOpacity(Number($("opacity").value));
   mipPending ??= [null];
   setObjectsBox(...mipPending);
@@ -734,26 +1051,60 @@ nv.onIntensityChange = (volume) => { // right-drag sets the window: show it, and
     mipView.updateGLVolume();
   }
 };
-document.addEventListener("keydown", (e) => {
+// every key the viewer handles: the cheat sheet above the views is written from this table
+const toggleMode = (next) => setMode(mode === next ? "point" : next);
+const KEYS = [
+  { key: "p", label: "P", does: "points", run: () => setMode("point") },
+  { key: "b", label: "B", does: "3D box", title: "a rectangle on one view, then its depth on another", run: () => toggleMode("box") },
+  { key: "s", label: "S", does: "scribble", run: () => toggleMode("scribble") },
+  { key: "l", label: "L", does: "lasso", run: () => toggleMode("lasso") },
+  { key: "v", label: "V", does: "liver VOI", title: "then click the liver: a 3 cm sphere (PERCIST)", run: () => toggleMode("liver") },
+  { key: "Escape", label: "Esc", does: "cancel", title: "drop the shape being drawn, back to points", run: () => setMode("point") },
+  { key: "ctrl+z", label: "Ctrl+Z", does: "undo", run: () => { if (info?.can_undo) enqueue(() => interact("POST", "/undo")); } },
+  { key: "ArrowUp", label: "↑", does: "next", title: "the next slice of the view under the pointer", run: () => stepSlice(1) },
+  { key: "ArrowDown", label: "↓", does: "previous slice", title: "the previous slice of the view under the pointer", run: () => stepSlice(-1) },
+  { key: "m", label: "M", does: "masks on/off", run: () => toggleMasks() },
+  { key: "o", label: "O", does: "reference outline on/off", run: () => { $("outline").checked = !$("outline").checked; nv.drawScene(); } },
+];
+$("key-list").replaceChildren(...KEYS.flatMap((k, i) => [
+  ...(i ? [Object.assign(document.createElement("span"), { className: "sep", textContent: "·" })] : []),
+  Object.assign(document.createElement("kbd"), { textContent: k.label, title: k.title || k.does }),
+  document.createTextNode(` ${k.does}`),
+]));
+$("key-list").querySelectorAll("kbd").forEach((kbd, i) => { kbd.dataset.key = KEYS[i].key; });
+
+function keyName(e) {
+  if ((e.ctrlKey || e.metaKey) && !e.altKey) return `ctrl+${e.key.toLowerCase()}`;
+  if (e.ctrlKey || e.metaKey || e.altKey) return null;
+  return e.key.length === 1 ? e.key.toLowerCase() : e.key;
+}
+
+function stepSlice(direction) {
+  // one voxel along the view's depth, towards higher world coordinates for "up"
+  if (!info) return;
+  const world = DEPTH_AXIS[pointerView];
+  const axis = inputAxisAlong(world);
+  const voxel = crosshairVoxel();
+  voxel[axis] = Math.min(info.shape[axis] - 1, Math.max(0, voxel[axis] + direction * Math.sign(info.affine[world][axis])));
+  goToVoxel(voxel);
+}
+
+function toggleMasks() {
+  if (!sid) return;
+  masksHidden = !masksHidden;
+  nv.setDrawOpacity(masksHidden ? 0 : Number($("opacity").value));
+}
+
+window.addEventListener("keydown", (e) => {
+  if (e.target instanceof HTMLCanvasElement) e.stopPropagation(); // NiiVue's own keys are off
   const field = document.activeElement;
-  const typing = field?.tagName === "TEXTAREA" || (field?.tagName === "INPUT" && ["text", "number", "search"].includes(field.type));
-  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z" && !typing) {
-    e.preventDefault();
-    if (info?.can_undo) enqueue(() => interact("POST", "/undo"));
-  } else if (typing || e.ctrlKey || e.metaKey || e.altKey) {
-    return;
-  } else if (e.key === "b" || e.key === "B") {
-    setMode(mode === "box" ? "point" : "box");
-  } else if (e.key === "s" || e.key === "S") {
-    setMode(mode === "scribble" ? "point" : "scribble");
-  } else if (e.key === "l" || e.key === "L") {
-    setMode(mode === "lasso" ? "point" : "lasso");
-  } else if (e.key === "p" || e.key === "P") {
-    setMode("point");
-  } else if (e.key === "Escape" && draft) {
-    setMode(mode);
-  }
-});
+  const typing = field?.tagName === "TEXTAREA" || field?.tagName === "SELECT"
+    || (field?.tagName === "INPUT" && ["text", "number", "search", "range"].includes(field.type));
+  const entry = typing ? null : KEYS.find((k) => k.key === keyName(e));
+  if (!entry) return;
+  e.preventDefault();
+  entry.run();
+}, true);
 $("save").onclick = () => enqueue(async () => {
   if (!sid) return;
   const formats = info.dicom ? ["nifti", "dicom-seg"] : ["nifti"];
@@ -788,7 +1139,15 @@ viewer.addEventListener("mousedown", (e) => {
 }, true);
 
 viewer.addEventListener("mousemove", (e) => {
-  if (!press) return;
+  if (!press) {
+    if (!info || e.target !== $("gl")) return;
+    const [x, y] = eventCanvasXY(e);
+    const s = tileAt(x, y);
+    if (!s || s.axCorSag > SAGITTAL || !s.fovMM) return;
+    pointerView = s.axCorSag;
+    showCursor(worldToVoxel(canvasToMM(s, x, y)).map(Math.round));
+    return;
+  }
   e.stopPropagation();
   const [x, y] = eventCanvasXY(e);
   if (Math.hypot(x - press.x, y - press.y) > CLICK_SLOP_PX * (window.devicePixelRatio || 1)) press.dragged = true;
@@ -835,6 +1194,11 @@ viewer.addEventListener("mouseup", (e) => {
   nv.scene.crosshairPos = nv.mm2frac(voxelToWorld(voxel));
   nv.createOnLocationChange?.();
   nv.drawScene();
+  if (mode === "liver") {
+    setMode("point");
+    enqueue(() => interact("POST", "/liver", { voxel }));
+    return;
+  }
   const positive = !e.shiftKey;
   enqueue(() => interact("POST", "/prompts", { point: voxel, positive }, started));
 }, true);
@@ -885,8 +1249,13 @@ function dragBox(view, a, b, done) {
 }
 
 // ---------------------------------------------------------------------------- start
-const studies = await (await api("GET", "/api/studies")).json();
-$("study").replaceChildren(...studies.map((s) => Object.assign(document.createElement("option"), { value: s.path, textContent: s.path })));
+studies = await (await api("GET", "/api/studies")).json();
+$("study").replaceChildren(...studies.flatMap((s) => [
+  Object.assign(document.createElement("option"), { value: s.path, textContent: s.path }),
+  ...s.attachments.map((a) => Object.assign(document.createElement("option"), {
+    className: "attachment", disabled: true, value: `attachment:${a.path}`, textContent: `   ↳ ${a.path.split("/").pop()} (${a.kind})`,
+  })),
+]));
 if (!studies.length) status("no studies under --data: upload one");
 
 // for the browser tests: the viewer's state, and where a voxel lies on screen
@@ -896,6 +1265,17 @@ window.seganypet = {
   phases,
   info: () => info,
   idle: async () => { await chain; await mipUpdate; },
+  keys: KEYS.map((k) => k.key),
+  mode: () => mode,
+  crosshairVoxel: () => crosshairVoxel(),
+  marksPixels(voxelish, view, reach) { // the marks canvas's pixels around a (fractional) voxel's place on a slice view
+    const s = sliceTiles().find((t) => t.axCorSag === view);
+    const [x, y] = mmToCanvas(s, voxelToWorld(voxelish));
+    const data = $("marks").getContext("2d").getImageData(Math.round(x) - reach, Math.round(y) - reach, 2 * reach + 1, 2 * reach + 1).data;
+    const pixels = [];
+    for (let i = 0; i < data.length; i += 4) pixels.push(Array.from(data.slice(i, i + 4)));
+    return pixels;
+  },
   mipView,
   goTo(voxel) { // move the slices to a voxel, as scrolling would
     nv.scene.crosshairPos = nv.mm2frac(voxelToWorld(voxel));
