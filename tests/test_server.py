@@ -647,6 +647,17 @@ def test_dicom_masks_attach_to_their_series_and_load_as_references(tmp_path: Pat
         np.testing.assert_array_equal(decode_labels(payload["runs"], payload["shape"]), truth)
         assert payload["names"] == {"1": names[1]}
 
+    # the liver VOI is in SUL: the headers record weight, height and sex
+    from seganypet.quant import liver_reference
+
+    corner = [4, 4, 4]  # a VOI away from the tumour; the values only have to agree
+    liver = client.post(f"/api/sessions/{sid}/liver", json={"voxel": corner}).json()["liver"]
+    expected = liver_reference(image, corner)
+    assert liver["units"] == expected.units == "SUL" and liver["sul_per_unit"] < 1
+    assert liver["mean"] == pytest.approx(expected.mean) and liver["sd"] == pytest.approx(
+        expected.sd
+    )
+
 
 def test_a_reference_label_map_gives_the_dice_of_the_current_object(
     data_dir: Path, tmp_path: Path

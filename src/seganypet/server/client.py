@@ -86,7 +86,9 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/api/health")
 
-    def studies(self) -> list[dict[str, str]]:
+    def studies(self) -> list[dict[str, Any]]:
+        """The PET studies under the server's data folder, each with the masks beside it
+        (``attachments``: label maps, RTSTRUCTs, SEGs, usable as references)."""
         return self._json("GET", "/api/studies")
 
     def open(self, study: str) -> dict[str, Any]:
