@@ -6,6 +6,10 @@ statistics) and what the server holds (the mask) must equal the same prompts run
 ``seganypet.Session``. A negative click removes a leak, undo restores the mask, save writes a
 NIfTI label map on the image's grid, and the page records one round-trip timing per click (its
 values are printed, never compared with a budget: ``seganypet bench --server`` measures speed).
+For a PET reader: the SUV under the pointer equals the image array at the voxel shown, a
+reference beside the study is outlined with its Dice, lesion rows move the crosshair, the liver
+VOI equals ``seganypet.quant.liver_reference``, a failed open keeps the study shown, and every key
+on the cheat sheet does what it says.
 Screenshots go to ``$SEGANYPET_ARTIFACTS`` (default: ``test-artifacts/browser/`` in the
 checkout, kept after the run) for a person to look at.
 """
