@@ -257,7 +257,8 @@ def nifti_grid(path: str | os.PathLike) -> tuple[tuple[int, ...], np.ndarray]:
 
 def looks_like_label_map(path: str | os.PathLike) -> bool:
     """Whether a NIfTI file holds a label map rather than an image: every voxel a whole number
-    >= 0, more than half of them 0, and at most :data:`MASK_MAX_LABELS` labels besides 0.
+    >= 0, more than half of them 0, and 1 to :data:`MASK_MAX_LABELS` labels besides 0 (an
+    all-zero volume is an image without uptake, refused as such when opened).
 
     The voxels are read in chunks, and reading stops at the first that rules a label map out
     (a PET image is told apart within its first chunk)."""
@@ -293,4 +294,4 @@ def looks_like_label_map(path: str | os.PathLike) -> bool:
                 remaining -= count
     except (OSError, EOFError, zlib.error):
         return False
-    return 2 * zeros > total
+    return bool(labels) and 2 * zeros > total
