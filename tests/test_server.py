@@ -540,7 +540,9 @@ def test_the_study_list_shows_images_with_their_masks_attached(
     the image on their grid beside them, never listed as studies nor opened as images."""
     _write_nifti(data_dir / "patient1" / "pet_mask.nii.gz", _hot_mask())
     _write_nifti(data_dir / "patient1" / "gtv.nii.gz", _hot_mask().astype(np.float32))
-    _write_nifti(data_dir / "patient1" / "elsewhere_mask.nii.gz", np.zeros((8, 8, 8), np.uint8))
+    elsewhere = np.zeros((8, 8, 8), np.uint8)
+    elsewhere[2:4, 2:4, 2:4] = 1  # a mask on a grid no image has
+    _write_nifti(data_dir / "patient1" / "elsewhere_mask.nii.gz", elsewhere)
     # a flat folder: each mask goes to the image whose name it shares
     _write_nifti(data_dir / "flat" / "caseA_pet.nii.gz", _image_array())
     _write_nifti(data_dir / "flat" / "caseB_pet.nii.gz", _image_array() * 2)
