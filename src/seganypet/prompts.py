@@ -724,7 +724,7 @@ def bounding_box(mask: np.ndarray) -> Box:
 
 def read_prompt_file(path: Path) -> tuple[list[dict], bool]:
     """Objects (``name`` and ``prompts``) from a prompts file, and whether its coordinates are
-    millimetres; the format is in ``seganypet segment --help``."""
+    millimetres; the format is in ``seganypet segment --help`` (:func:`prompt_objects`)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -739,29 +739,78 @@ def read_prompt_file(path: Path) -> tuple[list[dict], bool]:
         raise InputError(f"{path}: not a prompts file: its JSON is nested too deeply") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the prompts file ({exc.strerror})") from None
+    return prompt_objects(data, str(path))
+
+
+#: The keys of an autoPET IV interactive-track click file: ``{"tumor": [[x, y, z], ...],
+#: "background": [[x, y, z], ...]}``, voxel indices of the image array.
+AUTOPET_CLICK_KEYS = ("tumor", "background")
+#: The object an autoPET click file describes: all its lesions together.
+AUTOPET_OBJECT_NAME = "lesions"
+
+
+def prompt_objects(data: object, where: str) -> tuple[list[dict], bool]:
+    """Objects (``name`` and checked ``prompts``) from the parsed JSON of a prompts file, and
+    whether its coordinates are millimetres. ``where`` (a file, a manifest row) starts every
+    error message.
+
+    Three forms: ``{"coordinates": "voxel"|"mm", "objects": [{"name": ..., "prompts": [...]}]}``;
+    a bare list of prompts (one object); and an autoPET IV click file,
+    ``{"tumor": [[x, y, z], ...], "background": [[x, y, z], ...]}``, whose tumour clicks (then its
+    background clicks) become the positive (then negative) points of one object, ``lesions``.
+    """
     if isinstance(data, list):
         data = {"objects": [{"name": "object 1", "prompts": data}]}
+    elif _is_autopet_click_file(data):
+        return [_autopet_object(data, where)], False  # type: ignore[arg-type]
     objects = data.get("objects") if isinstance(data, dict) else None
     if not isinstance(objects, list) or not objects:
-        raise InputError(f'{path}: expected {{"objects": [{{"name": ..., "prompts": [...]}}]}}')
-    coordinates = data.get("coordinates", "voxel")
+        raise InputError(f'{where}: expected {{"objects": [{{"name": ..., "prompts": [...]}}]}}')
+    coordinates = data.get("coordinates", "voxel")  # type: ignore[union-attr]
     if coordinates not in ("voxel", "mm"):
-        raise InputError(f'{path}: "coordinates" is "voxel" or "mm", got {coordinates!r}')
+        raise InputError(f'{where}: "coordinates" is "voxel" or "mm", got {coordinates!r}')
     checked = []
     for i, obj in enumerate(objects):
-        where = f"{path}: objects[{i}]"
+        place = f"{where}: objects[{i}]"
         if (
             not isinstance(obj, dict)
             or not isinstance(obj.get("prompts"), list)
             or not obj["prompts"]
         ):
-            raise InputError(f"{where}: every object needs a non-empty list of prompts")
+            raise InputError(f"{place}: every object needs a non-empty list of prompts")
         name = obj.get("name", f"object {i + 1}")
         if not isinstance(name, str) or not name.strip():
-            raise InputError(f"{where}: 'name' must be a non-empty string")
+            raise InputError(f"{place}: 'name' must be a non-empty string")
         prompts = [
-            Prompt.from_dict(prompt, f"{where}.prompts[{j}]")
+            Prompt.from_dict(prompt, f"{place}.prompts[{j}]")
             for j, prompt in enumerate(obj["prompts"])
         ]
         checked.append({"name": name, "prompts": prompts})
     return checked, coordinates == "mm"
+
+
+def _is_autopet_click_file(data: object) -> bool:
+    return isinstance(data, dict) and "tumor" in data and set(data) <= set(AUTOPET_CLICK_KEYS)
+
+
+def _autopet_object(data: dict, where: str) -> dict:
+    clicks = {}
+    for key in AUTOPET_CLICK_KEYS:
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            raise InputError(
+                f"{where}: an autoPET click file's {key!r} is a list of [x, y, z] voxels, got "
+                f"{_json_type(value)}"
+            )
+        clicks[key] = value
+    if not clicks["tumor"]:
+        raise InputError(
+            f"{where}: the autoPET click file has no tumor click; the first prompt of an object "
+            "must be a positive click"
+        )
+    prompts = [
+        Prompt.from_dict({"point": voxel, "positive": key == "tumor"}, f"{where}: {key}[{i}]")
+        for key in AUTOPET_CLICK_KEYS
+        for i, voxel in enumerate(clicks[key])
+    ]
+    return {"name": AUTOPET_OBJECT_NAME, "prompts": prompts}

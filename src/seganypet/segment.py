@@ -74,7 +74,9 @@ def add_segment_parser(subparsers) -> None:
         type=Path,
         metavar="FILE",
         help='JSON: {"coordinates": "voxel"|"mm", "objects": [{"name": "lesion", "prompts": '
-        '[{"point": [x, y, z], "positive": true}, {"box": [x0, y0, z0, x1, y1, z1]}]}]}',
+        '[{"point": [x, y, z], "positive": true}, {"box": [x0, y0, z0, x1, y1, z1]}]}]}, or an '
+        'autoPET IV click file {"tumor": [[x, y, z], ...], "background": [[x, y, z], ...]} '
+        "(voxel indices: one object, 'lesions', from its positive then negative clicks)",
     )
     p.add_argument(
         "--mm",
@@ -194,9 +196,9 @@ def parse_box(text: str) -> Box:
 def cmd_segment(args: argparse.Namespace) -> None:
 
     from seganypet.io.masks import save_mask
-    from seganypet.model import configure_threads, load_model, load_small_object_model
+    from seganypet.model import configure_threads
     from seganypet.prompts import read_prompt_file
-    from seganypet.session import Session
+    from seganypet.session import open_session, segment_objects
 
     if args.prompts_file and args.prompts:
         raise InputError(
@@ -214,23 +216,8 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
     image = load_input_image(args)
     configure_threads(args.threads)
-    network = load_model(args.model)
-    if args.reference_order:
-        if not network.has_reference_order:
-            raise InputError("--reference-order applies to SAM-Med3D (vit) models only")
-        network.reference_order = True
-    session = Session(network, small_object_network=load_small_object_model(args.model))
-    session.set_image(image)
-
-    for index, obj in enumerate(objects):
-        if index:
-            session.new_object(obj["name"])
-        else:
-            session.current.name = obj["name"]
-        for prompt in obj["prompts"]:
-            session.add(prompt.mapped(image.world_to_voxel) if mm else prompt)
-
-    labels, names = session.label_map()
+    session = open_session(args.model, reference_order=args.reference_order)
+    labels, names = segment_objects(session, image, objects, mm=mm)
     save_mask(labels, names, image, args.output, format=args.format)
     summary = {
         "output": str(args.output),

@@ -25,8 +25,9 @@ session hands such an object to it instead, at that network's own spacing.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -461,3 +462,40 @@ class Session:
             within = np.all((canonical >= 0) & (canonical < np.asarray(shape)), axis=1)
             logits[tuple(canonical[within].T)] = CERTAIN_LOGIT if inside else -CERTAIN_LOGIT
         obj.logits = logits
+
+
+def open_session(model: str | os.PathLike = "default", *, reference_order: bool = False) -> Session:
+    """A session on a model (the bundled name or a checkpoint) and its small-object companion.
+
+    ``reference_order`` computes attention in the reference implementation's order (SAM-Med3D
+    models only). The session can segment one image after another (:func:`segment_objects`).
+    """
+    from seganypet.model.checkpoint import load_model, load_small_object_model
+
+    network = load_model(model)
+    if reference_order:
+        if not network.has_reference_order:
+            raise InputError("--reference-order applies to SAM-Med3D (vit) models only")
+        network.reference_order = True
+    return Session(network, small_object_network=load_small_object_model(model))
+
+
+def segment_objects(
+    session: Session, image: PetImage, objects: Sequence[Mapping[str, Any]], *, mm: bool = False
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Segment named objects of one image from their prompts, in the order given; the label map
+    on the image's grid and the name of each label.
+
+    ``objects`` are ``{"name": ..., "prompts": [Prompt, ...]}`` (as
+    :func:`seganypet.prompts.prompt_objects` reads them), with voxel indices of the input array,
+    or world millimetres (RAS+) when ``mm``. The session's previous image and objects are let go.
+    """
+    session.set_image(image)
+    for index, obj in enumerate(objects):
+        if index:
+            session.new_object(obj["name"])
+        else:
+            session.current.name = obj["name"]
+        for prompt in obj["prompts"]:
+            session.add(prompt.mapped(image.world_to_voxel) if mm else prompt)
+    return session.label_map()

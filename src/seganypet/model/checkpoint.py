@@ -41,11 +41,11 @@ import torch
 from seganypet.atomic import atomic_path
 from seganypet.errors import InputError
 from seganypet.model.config import ModelConfig
+from seganypet.model.files import WEIGHTS_DIR, companion_checkpoint, resolve_checkpoint
 from seganypet.model.network import PromptableNetwork, SamMed3D
 from seganypet.model.presets import PRESETS, default_config
 from seganypet.model.registry import build_network
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT_NAME = "seganypet.model"
 FORMAT_VERSION = "1"
 BOX_KEYS = ("prompt_encoder.point_embeddings.2.weight", "prompt_encoder.point_embeddings.3.weight")
@@ -90,7 +90,7 @@ def load_model(
       ``vit_b_ori`` 128³ crops at 1.5 mm, z-score over voxels > 0) unless ``config`` is given;
     - a name such as ``"default"``: a model bundled in ``seganypet/model/weights/<name>.safetensors``.
     """
-    path = _resolve(path_or_name)
+    path = resolve_checkpoint(path_or_name)
     state_dict, stored_config = _read_checkpoint(path)
     config = config or stored_config or _infer_config(state_dict, path)
     _check_keys(state_dict, config, path)
@@ -105,10 +105,6 @@ def load_model(
     return model.to(device).eval()
 
 
-#: A model's small-object companion lies beside it, named ``<stem>_small.safetensors``.
-COMPANION_SUFFIX = "_small"
-
-
 def load_small_object_model(
     path_or_name: str | os.PathLike = "default",
     *,
@@ -120,9 +116,8 @@ def load_small_object_model(
     It is the ``<stem>_small.safetensors`` beside a checkpoint (for the bundled ``default``:
     ``default_small``), a network trained at a fine spacing for objects of a few millilitres.
     """
-    path = _resolve(path_or_name)
-    companion = path.with_name(f"{path.stem}{COMPANION_SUFFIX}.safetensors")
-    if path.stem.endswith(COMPANION_SUFFIX) or not companion.is_file():
+    companion = companion_checkpoint(resolve_checkpoint(path_or_name))
+    if companion is None:
         return None
     return load_model(companion, device=device, precision=precision)
 
@@ -164,32 +159,12 @@ def convert_checkpoint(
 
 def read_config(path: str | os.PathLike) -> ModelConfig:
     """The config of a checkpoint without building the network."""
-    path = _resolve(path)
+    path = resolve_checkpoint(path)
     state_dict, stored = _read_checkpoint(path)
     return stored or _infer_config(state_dict, path)
 
 
 # ------------------------------------------------------------------------------ reading
-
-
-def _resolve(path_or_name: str | os.PathLike) -> Path:
-    path = Path(path_or_name)
-    if path.exists():
-        if path.is_dir():
-            raise InputError(f"{path} is a folder; give the checkpoint file")
-        return path
-    name = str(path_or_name)
-    looks_like_name = os.sep not in name and "/" not in name and not path.suffix
-    if looks_like_name:
-        bundled = WEIGHTS_DIR / f"{name}.safetensors"
-        if bundled.exists():
-            return bundled
-        raise InputError(
-            f"no bundled model named {name!r} is installed yet (looked for {bundled}); "
-            "pass a checkpoint path instead: a released SegAnyPET / SAM-Med3D .pth or a "
-            ".safetensors written by seganypet"
-        )
-    raise InputError(f"checkpoint not found: {path}")
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig | None]:

@@ -1,10 +1,11 @@
-"""How many CPU threads torch should use here, and what the CPU computes natively."""
+"""How many CPU threads torch should use here, and what the CPU computes natively.
+
+Importing it does not import torch (a batch's coordinator counts CPUs without it).
+"""
 
 from __future__ import annotations
 
 import os
-
-import torch
 
 ENV_VAR = "SEGANYPET_NUM_THREADS"
 
@@ -34,6 +35,8 @@ def configure_threads(num_threads: int | None = None) -> int:
     if num_threads is None:
         env = os.environ.get(ENV_VAR, "").strip()
         num_threads = int(env) if env.isdigit() and int(env) > 0 else available_cpus()
+    import torch
+
     num_threads = max(1, int(num_threads))
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
