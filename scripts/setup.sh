@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up seganypet on this machine: the CPU build of PyTorch, then the package.
 #   bash scripts/setup.sh          the package, to use it
-#   bash scripts/setup.sh --dev    also the test tools: pytest, ruff, playwright, and Debian's
+#   bash scripts/setup.sh --dev    also the test tools (pytest, ruff, playwright), dask for the
+#                                  cluster engine of `seganypet batch` (the [cluster] extra), and Debian's
 #                                  dicom3tools (dciodvfy validates the DICOM SEG we write) and
 #                                  chromium (the browser test drives the system's chromium; it
 #                                  never needs `playwright install`)
@@ -31,7 +32,7 @@ fi
 # Elsewhere: pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 python -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  python -m pip install -q -e ".[test]"
+  python -m pip install -q -e ".[test,cluster]"
 else
   python -m pip install -q -e .
 fi

@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from seganypet.batch.command import add_batch_parser
 from seganypet.bench import add_bench_parser
 from seganypet.cli_options import OneLineParser, configure_logging
 from seganypet.demo.command import add_demo_parser
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_bench_parser,
         add_serve_parser,
         add_evaluate_parser,
+        add_batch_parser,
     ):
         add_parser(sub)
     return parser
