@@ -11,6 +11,7 @@ import pytest
 
 from conftest import shared_path
 from seganypet.bench import (
+    run_batch_benchmark,
     run_benchmark,
     run_rtstruct_benchmark,
     run_server_benchmark,
@@ -53,10 +54,12 @@ def test_the_bench_command_keeps_its_options_and_refuses_zero_repeats(capsys):
     parser = build_parser()
     args = parser.parse_args(
         ["bench", "--model", "small", "--repeats", "2", "--clicks", "3", "--bf16"]
-        + ["--compare-reference", "--threads", "1", "--session", "--server"]
+        + ["--compare-reference", "--threads", "1", "--session", "--server", "--batch"]
+        + ["--studies", "4"]
     )
     assert (args.model, args.repeats, args.clicks, args.threads) == ("small", 2, 3, 1)
     assert args.bf16 and args.compare_reference and args.session and args.server
+    assert args.batch and args.studies == 4
     assert args.func.__name__ == "run_bench_command"
     assert parser.parse_args(["bench"]).model is None  # each mode picks its own default
     with pytest.raises(SystemExit):
@@ -123,4 +126,18 @@ def test_server_mode_times_a_click_round_trip_on_sts001_and_stops_the_server(cap
     assert result["requests_per_round_trip"] == ["POST /api/sessions/{id}/prompts"]
     assert result["round_trip_ms_min"] <= result["round_trip_ms_median"]
     assert result["server_shutdown"]["clean"], result["server_shutdown"]
+    assert set(result["machine"]) == MACHINE_KEYS
+
+
+def test_batch_mode_reports_studies_per_minute_of_each_engine_on_the_real_crops(capsys):
+    result = run_batch_benchmark(3, worker_counts=(1,), threads=1, shared_data=shared_path("data"))
+    assert json.loads(capsys.readouterr().out) == result
+    assert result["studies"] == 3 and result["data"] == "ibsi_sts_crops"
+    assert [(run["engine"], run["workers"]) for run in result["runs"]] == [
+        ("local", 1),
+        ("dask", 1),
+    ]
+    for run in result["runs"]:
+        assert run["segmented"] == 3 and run["failed"] == 0
+        _positive(run, "start_s", "run_s", "studies_per_min", "studies_per_min_with_start")
     assert set(result["machine"]) == MACHINE_KEYS

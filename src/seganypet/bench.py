@@ -19,6 +19,8 @@ prints) its measurements, plus the machine they were taken on (:func:`machine_in
   ``import torch`` alone (the command line reports it every time).
 - :func:`run_quant_benchmark` and :func:`run_rtstruct_benchmark`: SUV statistics of a large ROI
   on a whole-body-sized image, and STS_001's ``GTV_Mass`` rasterised by both contour rules.
+- :func:`run_batch_benchmark`: ``seganypet batch`` on the real IBSI crops, studies per minute
+  of the local engine and of a dask cluster on loopback, with 1 and 2 workers.
 
 Importing this module does not import torch (``seganypet --help`` must not): torch is imported
 inside the functions that need it.
@@ -709,6 +711,152 @@ def run_rtstruct_benchmark(
     return result
 
 
+# ============================================================================ batch
+
+IBSI_CROPS = "ibsi_sts_crops"
+BATCH_ENGINES = ("local", "dask")
+BATCH_WORKER_COUNTS = (1, 2)
+
+
+class _TimedEngine:
+    """An engine whose start (workers up, model loaded) and results are timed."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self.name = engine.name
+        self.start_s = 0.0
+        self.entered = 0.0
+        self.last_result = 0.0
+
+    @property
+    def workers(self) -> int:
+        return self.engine.workers
+
+    def __enter__(self) -> _TimedEngine:
+        started = time.perf_counter()
+        self.engine.__enter__()
+        self.entered = time.perf_counter()
+        self.start_s = self.entered - started
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.engine.__exit__(*exc_info)
+
+    def run(self, jobs):
+        for outcome in self.engine.run(jobs):
+            self.last_result = time.perf_counter()
+            yield outcome
+
+
+def _crops_manifest(crops: Path, studies: int | None, path: Path) -> int:
+    """A manifest of the IBSI crops, each with one click at its tumour's most interior voxel."""
+    import csv
+
+    import nibabel as nib
+    import numpy as np
+
+    from seganypet.prompts import most_interior_voxel
+
+    cases = sorted(p for p in crops.iterdir() if (p / "PET_image.nii.gz").is_file())[:studies]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "study", "prompts"])
+        for case in cases:
+            mask = nib.load(str(case / "PET_mask.nii.gz"))
+            click = most_interior_voxel(np.asarray(mask.dataobj) > 0, mask.header.get_zooms()[:3])
+            prompts = {"objects": [{"name": "GTV", "prompts": [{"point": list(click)}]}]}
+            writer.writerow([case.name, str(case / "PET_image.nii.gz"), json.dumps(prompts)])
+    return len(cases)
+
+
+def _timed_batch(
+    engine_name: str, workers: int, manifest: Path, folder: Path, model: str, threads: int
+) -> dict[str, Any]:
+    import contextlib
+
+    from seganypet.batch.engines import make_engine
+    from seganypet.batch.run import WorkerSetup, run_batch
+
+    setup = WorkerSetup(model, threads)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        address = None
+        if engine_name == "dask":
+            from seganypet.batch.dask_engine import LoopbackDaskCluster
+
+            cluster = stack.enter_context(LoopbackDaskCluster(workers, folder / "cluster"))
+            address = cluster.address
+        cluster_s = time.perf_counter() - started
+        engine = _TimedEngine(make_engine(engine_name, setup, workers=workers, address=address))
+        summary = run_batch(manifest, folder / "out", engine, setup, progress=False)
+    run_s = engine.last_result - engine.entered
+    start_s = cluster_s + engine.start_s
+    done = len(summary.segmented)
+    return {
+        "engine": engine_name,
+        "workers": workers,
+        "segmented": done,
+        "failed": len(summary.failures),
+        "start_s": start_s,
+        "run_s": run_s,
+        "studies_per_min": 60.0 * done / run_s if run_s > 0 else None,
+        "studies_per_min_with_start": 60.0 * done / (start_s + run_s),
+    }
+
+
+def run_batch_benchmark(
+    studies: int | None = None,
+    *,
+    engines: tuple[str, ...] = BATCH_ENGINES,
+    worker_counts: tuple[int, ...] = BATCH_WORKER_COUNTS,
+    model: str = SESSION_DEFAULT_MODEL,
+    threads: int | None = None,
+    shared_data: str | os.PathLike | None = None,
+    print_json: bool = True,
+) -> dict[str, Any]:
+    """``seganypet batch`` on the real IBSI sarcoma crops (``studies`` of them, default all 51),
+    one click each, with each engine and worker count: the local engine's processes, and a dask
+    cluster started on loopback (a scheduler and one worker process per worker).
+
+    ``start_s`` is the time until the workers are up with the model loaded (for dask, the
+    cluster's start included); ``studies_per_min`` counts from then to the last result, and
+    ``studies_per_min_with_start`` from the start. ``threads``: torch threads per worker
+    (default 1).
+    """
+    from seganypet.datasets import shared_data_dir
+
+    data = Path(shared_data) if shared_data is not None else shared_data_dir()
+    crops = None if data is None else data / IBSI_CROPS
+    if crops is None or not crops.is_dir():
+        raise InputError(
+            f"seganypet bench --batch needs the real IBSI sarcoma crops, not found at "
+            f"{crops or '../shared/data/' + IBSI_CROPS}: put the project's shared/ folder beside "
+            "the checkout or set SEGANYPET_SHARED to it"
+        )
+    if studies is not None:
+        _check_counts(studies)
+    threads = threads or 1
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="seganypet-bench-batch-") as tmp:
+        manifest = Path(tmp) / "manifest.csv"
+        count = _crops_manifest(crops, studies, manifest)
+        for engine_name in engines:
+            for workers in worker_counts:
+                folder = Path(tmp) / f"{engine_name}-{workers}"
+                runs.append(_timed_batch(engine_name, workers, manifest, folder, model, threads))
+    result = {
+        "studies": count,
+        "data": IBSI_CROPS,
+        "model": model,
+        "threads_per_worker": threads,
+        "runs": runs,
+        "machine": machine_info(),
+    }
+    if print_json:
+        _print(result)
+    return result
+
+
 # ============================================================================ command line
 
 DESCRIPTION = """\
@@ -725,6 +873,9 @@ Modes (several may be given; with none, the network is timed):
               real whole-body STS_001 scan (../shared/data)
   --quant     SUV statistics of a 2.3-million-voxel ROI on a whole-body-sized image
   --rtstruct  STS_001's GTV_Mass rasterised by both contour rules
+  --batch     `seganypet batch` on the 51 real IBSI sarcoma crops (../shared/data): studies per
+              minute of the local engine and of a dask cluster on loopback, 1 and 2 workers
+              (--studies N: the first N crops; --threads: torch threads per worker, default 1)
 
 --model: for --network a preset gets random weights (the timing does not depend on them) and
 defaults to vit_b_ori, the released SegAnyPET network; for --session and --server it defaults
@@ -738,6 +889,7 @@ examples:
   seganypet bench --session --repeats 3
   seganypet bench --server --threads 1
   seganypet bench --quant --rtstruct
+  seganypet bench --batch --studies 24
 """
 
 
@@ -797,6 +949,16 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="time rasterising STS_001's GTV_Mass by both contour rules",
     )
     parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="time seganypet batch on the real IBSI crops: local and dask engines, 1 and 2 workers",
+    )
+    parser.add_argument(
+        "--studies",
+        type=whole_number_at_least(1),
+        help="--batch: the first N IBSI crops (default: all 51)",
+    )
+    parser.add_argument(
         "--startup-runs",
         type=whole_number_at_least(1),
         default=3,
@@ -808,7 +970,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_bench_command(args: argparse.Namespace) -> dict[str, Any]:
     """``seganypet bench``: run the chosen modes and print one JSON object with all of them."""
-    others = args.session or args.server or args.quant or args.rtstruct
+    others = args.session or args.server or args.quant or args.rtstruct or args.batch
     network = args.network or args.bf16 or args.compare_reference or not others
     result: dict[str, Any] = {
         "startup": run_startup_benchmark(args.startup_runs, print_json=False),
@@ -834,6 +996,13 @@ def run_bench_command(args: argparse.Namespace) -> dict[str, Any]:
         result["quant"] = run_quant_benchmark(args.repeats, print_json=False)
     if args.rtstruct:
         result["rtstruct"] = run_rtstruct_benchmark(args.repeats, print_json=False)
+    if args.batch:
+        result["batch"] = run_batch_benchmark(
+            args.studies,
+            model=args.model or SESSION_DEFAULT_MODEL,
+            threads=args.threads,
+            print_json=False,
+        )
     machine = machine_info()
     for section in result.values():
         section.pop("machine", None)
