@@ -53,7 +53,9 @@ def nifti_study(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "pet.nii.gz", folder / "mask.nii.gz"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["info", "--help"], ["segment", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["info", "--help"], ["segment", "--help"], ["batch", "--help"]]
+)
 def test_help_does_not_import_torch(args):
     assert_no_torch(imported_modules(*args))
 

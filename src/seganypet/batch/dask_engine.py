@@ -31,6 +31,8 @@ from seganypet.errors import InputError
 
 PLUGIN_NAME = "seganypet-model"
 CONNECT_TIMEOUT_S = 30
+#: How long ``--workers N`` waits for N workers to join (each imports torch, loads the model).
+WORKERS_TIMEOUT_S = 120
 
 
 class ModelPlugin(WorkerPlugin):
@@ -59,13 +61,22 @@ class DaskEngine:
     def __enter__(self) -> DaskEngine:
         try:
             self._client = Client(self.address, timeout=f"{CONNECT_TIMEOUT_S}s")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(
                 f"cannot reach the dask scheduler at {self.address} ({exc}); start it with "
-                "'dask scheduler' and give its address"
+                "'dask scheduler' and give its address, such as tcp://10.0.0.5:8786"
             ) from None
         if self.requested_workers:
-            self._client.wait_for_workers(self.requested_workers, timeout=CONNECT_TIMEOUT_S)
+            try:
+                self._client.wait_for_workers(self.requested_workers, timeout=WORKERS_TIMEOUT_S)
+            except TimeoutError:
+                joined = len(self._client.scheduler_info(n_workers=-1)["workers"])
+                self.close()
+                raise InputError(
+                    f"only {joined} of the {self.requested_workers} workers asked for (--workers) "
+                    f"joined the scheduler at {self.address} in {WORKERS_TIMEOUT_S} s; start more "
+                    f"with 'dask worker {self.address} --nthreads 1', or ask for fewer"
+                ) from None
         self.workers = len(self._client.scheduler_info(n_workers=-1)["workers"])
         if not self.workers:
             self.close()

@@ -19,7 +19,14 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
-from seganypet.batch.run import StudyJob, StudyOutcome, WorkerSetup, run_study, worker_session
+from seganypet.batch.run import (
+    Engine,
+    StudyJob,
+    StudyOutcome,
+    WorkerSetup,
+    run_study,
+    worker_session,
+)
 from seganypet.errors import InputError
 
 ENGINES = ("local", "dask")
@@ -27,7 +34,7 @@ ENGINES = ("local", "dask")
 
 def make_engine(
     name: str, setup: WorkerSetup, *, workers: int | None = None, address: str | None = None
-):
+) -> Engine:
     """The engine called ``name``: ``local`` with ``workers`` processes (default: one per CPU),
     or ``dask`` on the scheduler at ``address``."""
     if name == "local":
