@@ -3,9 +3,10 @@
 #   bash scripts/setup.sh          the package, to use it
 #   bash scripts/setup.sh --dev    also the test tools (pytest, ruff, playwright), dask for the
 #                                  cluster engine of `seganypet batch` (the [cluster] extra), and Debian's
-#                                  dicom3tools (dciodvfy validates the DICOM SEG we write) and
+#                                  dicom3tools (dciodvfy validates the DICOM SEG we write),
 #                                  chromium (the browser test drives the system's chromium; it
-#                                  never needs `playwright install`)
+#                                  never needs `playwright install`) and orthanc with
+#                                  orthanc-dicomweb (tests/test_dicomweb.py starts a real PACS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 if [ "$dev" = 1 ]; then
-  apt_packages="dicom3tools chromium"
+  apt_packages="dicom3tools chromium orthanc orthanc-dicomweb"
   missing=""
   for pkg in $apt_packages; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

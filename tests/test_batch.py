@@ -348,8 +348,8 @@ def test_a_bad_row_is_a_failure_of_that_study_alone(tmp_path):
         ("name,prompts\nx,[]\n", "must include 'study' and 'prompts'"),
         ("study,prompts,id\na.nii.gz,[],s\nb.nii.gz,[],s\n", "rows 1, 2 share the study name 's'"),
         (
-            "dicomweb_study_uid,prompts\n1.2.3,[]\n",
-            "DICOMweb studies (dicomweb_study_uid=1.2.3) cannot be read yet",
+            "study,dicomweb_study_uid,prompts\na.nii.gz,1.2.3,[]\n",
+            "give either a 'study' or DICOMweb UIDs (dicomweb_study_uid, dicomweb_series_uid)",
         ),
     ],
 )

@@ -1,6 +1,6 @@
 """What the subcommands' parsers share: argument types (argparse turns their errors into one
 line), the options several commands take (``--model``, ``--threads``, ``--log-level``, the DICOM
-SUV options), defined once here, and JSON printing.
+SUV options, the DICOMweb server), defined once here, and JSON printing.
 
 Importing this module imports nothing heavy: every parser is built when ``seganypet --help`` runs.
 """
@@ -12,7 +12,10 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from seganypet.io.dicomweb import DicomwebSettings
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -151,6 +154,45 @@ def dicom_options(args: argparse.Namespace) -> dict:
         "injection_time": args.injection_time,
         "lbm_formula": args.lbm_formula,
     }
+
+
+def add_dicomweb_options(parser: argparse.ArgumentParser, use: str) -> None:
+    """``--dicomweb URL`` and its authentication; ``use`` says what the command does with it."""
+    from seganypet.io.dicomweb import PASSWORD_VARIABLE, TOKEN_VARIABLE
+
+    group = parser.add_argument_group("DICOMweb server (a PACS)")
+    group.add_argument(
+        "--dicomweb",
+        metavar="URL",
+        help=f"the DICOMweb service's root, such as http://pacs:8042/dicom-web: {use}",
+    )
+    group.add_argument(
+        "--dicomweb-user",
+        metavar="USER",
+        help=f"HTTP basic authentication; the password comes from {PASSWORD_VARIABLE} (asked "
+        "for at a terminal when unset), never from the command line",
+    )
+    group.add_argument(
+        "--dicomweb-header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help=f"a header sent with every request (repeatable); a bearer token is best given in "
+        f"{TOKEN_VARIABLE}, which sends 'Authorization: Bearer <token>'",
+    )
+
+
+def dicomweb_settings(args: argparse.Namespace) -> DicomwebSettings | None:
+    """The :class:`~seganypet.io.dicomweb.DicomwebSettings` of :func:`add_dicomweb_options`, or
+    None without ``--dicomweb``."""
+    from seganypet.errors import InputError
+    from seganypet.io.dicomweb import DicomwebSettings
+
+    if not args.dicomweb:
+        if args.dicomweb_user or args.dicomweb_header:
+            raise InputError("--dicomweb-user and --dicomweb-header need --dicomweb URL")
+        return None
+    return DicomwebSettings.from_options(args.dicomweb, args.dicomweb_user, args.dicomweb_header)
 
 
 def load_input_image(args: argparse.Namespace):

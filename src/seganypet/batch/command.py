@@ -12,10 +12,12 @@ from seganypet.batch.engines import ENGINES
 from seganypet.cli_options import (
     add_command,
     add_dicom_options,
+    add_dicomweb_options,
     add_log_level_option,
     add_model_option,
     add_threads_option,
     dicom_options,
+    dicomweb_settings,
     whole_number_at_least,
 )
 
@@ -26,9 +28,10 @@ MANIFEST_HELP = (
     '"positive": true}, {"box": [x0, y0, z0, x1, y1, z1]}]}]}, a list of prompts, or an autoPET '
     'IV click file {"tumor": [[x, y, z], ...], "background": [...]}); optional: id, coordinates '
     "(voxel or mm), and SUV overrides of a DICOM study: series, suv, lbm_formula, weight_kg, "
-    "height_cm, sex, dose_mbq, injection_time. Coordinates are voxel indices in the order of the "
-    "input image's array axes (for DICOM: column, row, slice) unless mm is said (world "
-    "millimetres, RAS+)"
+    "height_cm, sex, dose_mbq, injection_time; or, instead of study, dicomweb_study_uid (and "
+    "dicomweb_series_uid) of a PET series on the --dicomweb server. Coordinates are voxel "
+    "indices in the order of the input image's array axes (for DICOM: column, row, slice) "
+    "unless mm is said (world millimetres, RAS+)"
 )
 
 
@@ -93,6 +96,11 @@ def add_batch_parser(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_log_level_option(p)
     add_dicom_options(p)
+    add_dicomweb_options(
+        p,
+        "rows naming dicomweb_study_uid are fetched from it (WADO-RS) and their DICOM SEG "
+        "stored back (STOW-RS)",
+    )
 
 
 def cmd_batch(args: argparse.Namespace) -> None:
@@ -100,6 +108,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
     from seganypet.batch.run import FAILURES_CSV, STATISTICS_CSV, WorkerSetup, run_batch
 
     setup = WorkerSetup(args.model, args.threads, args.reference_order)
+    dicomweb = dicomweb_settings(args)
     engine = make_engine(args.engine, setup, workers=args.workers, address=args.address)
     summary = run_batch(
         args.manifest,
@@ -109,6 +118,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
         load_options=dicom_options(args),
         mask_format=args.format,
         progress=not args.no_progress,
+        dicomweb=dicomweb,
     )
     total = len(summary.segmented) + len(summary.skipped) + len(summary.failures)
     print(

@@ -14,8 +14,10 @@ Columns (CSV header, or keys of each JSON object):
 - ``coordinates``: ``voxel`` (default) or ``mm``, for prompts that do not say.
 - SUV options of a DICOM study, overriding the command line's: ``series``, ``suv``,
   ``lbm_formula``, ``weight_kg``, ``height_cm``, ``sex``, ``dose_mbq``, ``injection_time``.
-- ``dicomweb_study_uid``, ``dicomweb_series_uid``: a study on a DICOMweb server, instead of
-  ``study``: refused for now (:func:`dicomweb_study`, the place where retrieval will go).
+- ``dicomweb_study_uid``, ``dicomweb_series_uid``: a PET series on the DICOMweb server of
+  ``seganypet batch --dicomweb URL``, instead of ``study`` (:func:`dicomweb_study`; the series UID
+  may be left out when the study holds one PET series). The coordinator fetches it, and stores
+  its DICOM SEG back (:mod:`seganypet.batch.run`).
 
 A manifest that cannot be read as a whole (not CSV or JSON, no ``study`` column, an unknown column,
 two rows with one name) is refused. A row whose content is wrong (its prompts, its SUV values, a
@@ -35,7 +37,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from seganypet.errors import InputError
 
@@ -72,6 +74,18 @@ LOAD_IMAGE_KEYWORDS = {
     "injection_time": "injection_time",
 }
 _UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+@dataclass(frozen=True)
+class DicomwebSource:
+    """A study on the DICOMweb server: its study UID, and its PET series' UID when given."""
+
+    study_uid: str
+    series_uid: str | None = None
+
+    def __str__(self) -> str:
+        return f"dicomweb:{self.study_uid}" + (f"/{self.series_uid}" if self.series_uid else "")
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,8 @@ class StudySpec:
 
     ``objects`` are ``{"name": ..., "prompts": [Prompt, ...]}``; ``mm`` says their coordinates are
     world millimetres. ``load_options`` are the keywords of :func:`seganypet.io.load_image`
-    (the command line's SUV options with the row's overrides).
+    (the command line's SUV options with the row's overrides). A study on a DICOMweb server
+    (``dicomweb``) has no ``source`` until the coordinator has fetched it into a folder.
     """
 
     name: str
@@ -89,12 +104,20 @@ class StudySpec:
     mm: bool
     load_options: dict[str, Any]
     where: str
+    dicomweb: DicomwebSource | None = None
 
     @property
     def is_dicom(self) -> bool:
         from seganypet.io.nifti import is_nifti_path
 
+        if self.dicomweb is not None:
+            return True
         return not (self.source.is_file() and is_nifti_path(self.source))
+
+    @property
+    def origin(self) -> str:
+        """Where the study comes from, for the tables: its path, or its DICOMweb UIDs."""
+        return str(self.dicomweb) if self.dicomweb is not None else str(self.source)
 
 
 @dataclass(frozen=True)
@@ -137,16 +160,37 @@ def read_manifest(path: str | Path, default_load_options: Mapping[str, Any]) -> 
         except InputError as exc:
             message = str(exc)
             reason = message if message.startswith(where) else f"{where}: {message}"
-            manifest.failures.append(RowFailure(name, str(row.get(STUDY_COLUMN, "")), reason))
+            manifest.failures.append(RowFailure(name, _origin(row), reason))
     return manifest
 
 
-def dicomweb_study(row: Mapping[str, Any], where: str) -> NoReturn:
-    """Where a study named by DICOMweb UIDs will be retrieved into a local folder; refused for now."""
-    given = ", ".join(f"{key}={row[key]}" for key in DICOMWEB_COLUMNS if _given(row.get(key)))
-    raise InputError(
-        f"{where}: DICOMweb studies ({given}) cannot be read yet; retrieve the series into a "
-        "folder and give that folder in the 'study' column"
+def dicomweb_study(row: Mapping[str, Any], where: str) -> DicomwebSource:
+    """The DICOMweb study (and series) a row names; fetched later, by the coordinator
+    (:func:`seganypet.batch.run.fetch_dicomweb_studies`)."""
+    study_uid, series_uid = (row.get(key) for key in DICOMWEB_COLUMNS)
+    uids = []
+    for column, value in zip(DICOMWEB_COLUMNS, (study_uid, series_uid), strict=True):
+        if not _given(value):
+            uids.append(None)
+            continue
+        text = str(value).strip()
+        if len(text) > 64 or not _UID.fullmatch(text):
+            raise InputError(
+                f"{where}: '{column}' is a DICOM UID (digits and dots, at most 64), got {value!r}"
+            )
+        uids.append(text)
+    if uids[0] is None:
+        raise InputError(
+            f"{where}: '{DICOMWEB_COLUMNS[1]}' needs the study's '{DICOMWEB_COLUMNS[0]}' too"
+        )
+    return DicomwebSource(uids[0], uids[1])
+
+
+def _origin(row: Mapping[str, Any]) -> str:
+    if _given(row.get(STUDY_COLUMN)) or not any(_given(row.get(k)) for k in DICOMWEB_COLUMNS):
+        return str(row.get(STUDY_COLUMN, ""))
+    return "dicomweb:" + "/".join(
+        str(row[k]).strip() for k in DICOMWEB_COLUMNS if _given(row.get(k))
     )
 
 
@@ -173,12 +217,17 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
                 f"{path.name} row {number}: unknown column {unknown[0]!r}; a manifest's columns "
                 f"are {', '.join(COLUMNS)}"
             )
-        if any(_given(row.get(key)) for key in DICOMWEB_COLUMNS):
-            dicomweb_study(row, f"{path.name} row {number}")
-        if not _given(row.get(STUDY_COLUMN)):
+        on_dicomweb = any(_given(row.get(key)) for key in DICOMWEB_COLUMNS)
+        if on_dicomweb and _given(row.get(STUDY_COLUMN)):
+            raise InputError(
+                f"{path.name} row {number}: give either a '{STUDY_COLUMN}' or DICOMweb UIDs "
+                f"({', '.join(DICOMWEB_COLUMNS)}), not both"
+            )
+        if not on_dicomweb and not _given(row.get(STUDY_COLUMN)):
             raise InputError(
                 f"{path.name} row {number}: no study; give a NIfTI file or a DICOM folder in the "
-                f"'{STUDY_COLUMN}' column"
+                f"'{STUDY_COLUMN}' column (or a study on a DICOMweb server in "
+                f"'{DICOMWEB_COLUMNS[0]}')"
             )
     return rows
 
@@ -241,13 +290,19 @@ def _study_names(path: Path, rows: list[dict[str, Any]]) -> list[str]:
         name = re.sub(r"\.nii(\.gz)?$", "", source.name, flags=re.IGNORECASE)
         return source.with_name(name) if name else source
 
-    plain = [stem(row[STUDY_COLUMN]).name for row in rows]
+    def plain_name(row: Mapping[str, Any]) -> str:
+        if _given(row.get(STUDY_COLUMN)):
+            return stem(row[STUDY_COLUMN]).name
+        uids = [str(row[key]).strip() for key in DICOMWEB_COLUMNS if _given(row.get(key))]
+        return uids[-1]  # the series UID, else the study's
+
+    plain = [plain_name(row) for row in rows]
     repeated = {name for name, count in Counter(plain).items() if count > 1}
     names = []
     for row, name in zip(rows, plain, strict=True):
         if _given(row.get(ID_COLUMN)):
             name = str(row[ID_COLUMN]).strip()
-        elif name in repeated:
+        elif name in repeated and _given(row.get(STUDY_COLUMN)):
             name = f"{stem(row[STUDY_COLUMN]).parent.name}_{name}"
         names.append(_UNSAFE_IN_NAMES.sub("_", name).strip("._") or "study")
     for name, count in Counter(names).items():
@@ -269,9 +324,14 @@ def _study(
 ) -> StudySpec:
     from seganypet.prompts import prompt_objects, read_prompt_file
 
-    source = _path(folder, row[STUDY_COLUMN], where, "study")
-    if not source.exists():
-        raise InputError(f"{where}: {source}: no such file or folder")
+    dicomweb = None
+    if _given(row.get(STUDY_COLUMN)):
+        source = _path(folder, row[STUDY_COLUMN], where, "study")
+        if not source.exists():
+            raise InputError(f"{where}: {source}: no such file or folder")
+    else:
+        dicomweb = dicomweb_study(row, where)
+        source = Path()  # the folder it is fetched into, once it is
     if not _given(row.get(PROMPTS_COLUMN)):
         raise InputError(
             f"{where}: no prompts; give the prompts JSON or a prompts file in '{PROMPTS_COLUMN}'"
@@ -296,6 +356,7 @@ def _study(
         mm=mm or coordinates == "mm",
         load_options=_load_options(row, where, default_load_options),
         where=where,
+        dicomweb=dicomweb,
     )
 
 

@@ -10,7 +10,10 @@ The coordinator (:func:`run_batch`) reads the manifest, computes each study's *k
 its input files' contents, its prompts, the model's weights and the options that change the
 result), skips a study whose record in ``OUT/records`` holds that key, hands the others to an
 engine, writes each study's record once its outputs are in place, and at the end (or on Ctrl-C)
-the statistics and failures tables. Outputs under ``OUT``::
+the statistics and failures tables. A study on a DICOMweb server (``--dicomweb``) is fetched by
+the coordinator into ``OUT/.dicomweb/<study>`` (its key hashes the fetched instances: their
+SOPInstanceUIDs and contents) and its DICOM SEG stored back by the coordinator too (STOW-RS)
+before its record is written; workers never talk to the server. Outputs under ``OUT``::
 
     masks/<study>.nii.gz (or .dcm, DICOM SEG)   records/<study>.json   statistics.csv
     statistics.parquet   failures.csv
@@ -22,17 +25,19 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from seganypet.batch.manifest import RowFailure, StudySpec, read_manifest
+from seganypet.batch.manifest import DicomwebSource, RowFailure, StudySpec, read_manifest
 from seganypet.errors import InputError
 
 if TYPE_CHECKING:
+    from seganypet.io.dicomweb import DicomwebServer, DicomwebSettings
     from seganypet.model.files import ModelFingerprint
     from seganypet.session import Session
 
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 RESULTS_VERSION = 1
 MASKS_DIR = "masks"
 RECORDS_DIR = "records"
+FETCHED_DIR = ".dicomweb"
 STATISTICS_CSV = "statistics.csv"
 STATISTICS_PARQUET = "statistics.parquet"
 FAILURES_CSV = "failures.csv"
@@ -90,7 +96,7 @@ class StudyOutcome:
     def failure(cls, job: StudyJob, reason: str) -> StudyOutcome:
         """A study that no worker finished, and why."""
         spec = job.spec
-        return cls(study=spec.name, source=str(spec.source), reason=f"{spec.where}: {reason}")
+        return cls(study=spec.name, source=spec.origin, reason=f"{spec.where}: {reason}")
 
 
 class Engine(Protocol):
@@ -162,7 +168,7 @@ def run_study(job: StudyJob) -> StudyOutcome:
     """Segment one study on this worker; a study that cannot be used comes back as a failure."""
     started = time.perf_counter()
     spec = job.spec
-    outcome = StudyOutcome(study=spec.name, source=str(spec.source), worker=worker_name())
+    outcome = StudyOutcome(study=spec.name, source=spec.origin, worker=worker_name())
     try:
         outcome.statistics, outcome.mask = _segment_and_measure(job)
     except InputError as exc:
@@ -272,9 +278,15 @@ def inputs_sha256(source: Path) -> str:
 
 
 def study_key(
-    spec: StudySpec, model: ModelFingerprint, mask_format: str, setup: WorkerSetup
+    spec: StudySpec,
+    model: ModelFingerprint,
+    mask_format: str,
+    setup: WorkerSetup,
+    dicomweb_url: str | None = None,
 ) -> str:
-    """What decides whether a study is done: its inputs, prompts, model and options, hashed."""
+    """What decides whether a study is done: its inputs, prompts, model and options, hashed.
+    A DICOMweb study's inputs are the instances fetched into its folder, and its key also
+    names the series and the server its SEG is stored on (``dicomweb_url``)."""
     what = {
         "results_version": RESULTS_VERSION,
         "inputs": inputs_sha256(spec.source),
@@ -290,6 +302,8 @@ def study_key(
         "load_options": spec.load_options if spec.is_dicom else {},
         "mask_format": mask_format,
     }
+    if spec.dicomweb is not None:
+        what["dicomweb"] = {"url": dicomweb_url, "series": str(spec.dicomweb)}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -321,6 +335,7 @@ class BatchOutput:
         self.out = out
         self.masks = out / MASKS_DIR
         self.records = out / RECORDS_DIR
+        self.fetched = out / FETCHED_DIR
         for folder in (self.masks, self.records):
             folder.mkdir(parents=True, exist_ok=True)
             for leftover in folder.glob(".*.tmp*"):  # a killed run's unfinished write
@@ -347,7 +362,9 @@ class BatchOutput:
             return None
         return record
 
-    def write_record(self, job: StudyJob, outcome: StudyOutcome) -> dict[str, Any]:
+    def write_record(
+        self, job: StudyJob, outcome: StudyOutcome, stored: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         from seganypet.atomic import json_default, write_text_atomic
 
         record = {
@@ -361,6 +378,8 @@ class BatchOutput:
             "worker": outcome.worker,
             "statistics": outcome.statistics,
         }
+        if stored is not None:
+            record["stored"] = stored
         text = json.dumps(record, indent=1, default=json_default) + "\n"
         write_text_atomic(self.record_path(outcome.study), text)
         return record
@@ -384,14 +403,16 @@ def run_batch(
     load_options: dict[str, Any] | None = None,
     mask_format: str = "nifti",
     progress: bool = True,
+    dicomweb: DicomwebSettings | None = None,
 ) -> BatchSummary:
     """Segment every study of a manifest not already done, on ``engine``.
 
     ``load_options`` are the command line's SUV options (:func:`seganypet.cli_options.
     dicom_options`), which a row may override; ``mask_format`` ``dicom-seg`` writes a DICOM SEG
-    for each DICOM study (NIfTI studies get a NIfTI label map). Bad studies are recorded in the
-    failures table, never raised; Ctrl-C stops handing out studies, writes the tables of what
-    is done and raises KeyboardInterrupt.
+    for each DICOM study (NIfTI studies get a NIfTI label map). Rows naming DICOMweb UIDs are
+    fetched from ``dicomweb`` and get a DICOM SEG, stored back there. Bad studies are recorded
+    in the failures table, never raised; Ctrl-C stops handing out studies, writes the tables of
+    what is done and raises KeyboardInterrupt.
     """
     from seganypet.model.files import model_fingerprint
 
@@ -403,34 +424,68 @@ def run_batch(
     summary.failures.extend(manifest.failures)
     records: dict[str, dict[str, Any]] = {}
     jobs = []
-    for spec in manifest.studies:
-        study_format = mask_format if spec.is_dicom else "nifti"
-        try:
-            key = study_key(spec, model, study_format, setup)
-        except OSError as exc:
-            reason = f"{spec.where}: cannot read {exc.filename} ({exc.strerror})"
-            summary.failures.append(RowFailure(spec.name, str(spec.source), reason))
-            continue
-        done = output.done(spec.name, key)
-        if done is not None:
-            records[spec.name] = done
-            summary.skipped.append(spec.name)
-            continue
-        mask_path = output.mask_path(spec.name, study_format)
-        jobs.append(StudyJob(spec, key, mask_path, study_format, setup, model.sha256))
+    server = None
+    if dicomweb is not None:
+        from seganypet.io.dicomweb import DicomwebServer
 
+        server = DicomwebServer(dicomweb)
     try:
+        for spec in manifest.studies:
+            study_format = mask_format if spec.is_dicom else "nifti"
+            try:
+                if spec.dicomweb is not None:
+                    spec = fetch_dicomweb_study(spec, server, output.fetched / spec.name)
+                    study_format = "dicom-seg"  # what is stored back
+                url = dicomweb.url if dicomweb is not None else None
+                key = study_key(spec, model, study_format, setup, url)
+            except InputError as exc:
+                summary.failures.append(RowFailure(spec.name, spec.origin, f"{spec.where}: {exc}"))
+                continue
+            except OSError as exc:
+                reason = f"{spec.where}: cannot read {exc.filename} ({exc.strerror})"
+                summary.failures.append(RowFailure(spec.name, spec.origin, reason))
+                continue
+            done = output.done(spec.name, key)
+            if done is not None:
+                records[spec.name] = done
+                summary.skipped.append(spec.name)
+                if spec.dicomweb is not None:
+                    shutil.rmtree(spec.source, ignore_errors=True)
+                continue
+            mask_path = output.mask_path(spec.name, study_format)
+            jobs.append(StudyJob(spec, key, mask_path, study_format, setup, model.sha256))
+
         if jobs:
-            _run_jobs(jobs, engine, output, records, summary, progress)
+            _run_jobs(jobs, engine, output, records, summary, progress, server)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
     finally:
+        shutil.rmtree(output.fetched, ignore_errors=True)
         order = {spec.name: i for i, spec in enumerate(manifest.studies)}
         in_order = sorted(records.values(), key=lambda r: order.get(r["study"], len(order)))
         output.write_tables(in_order, summary.failures)
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+def fetch_dicomweb_study(spec: StudySpec, server: DicomwebServer | None, folder: Path) -> StudySpec:
+    """The study with its PET series fetched from the DICOMweb server into ``folder``."""
+    assert spec.dicomweb is not None
+    if server is None:
+        raise InputError(
+            f"{spec.dicomweb} is a study on a DICOMweb server; give the server with "
+            "seganypet batch --dicomweb URL"
+        )
+    series = server.find_pet_series(spec.dicomweb.study_uid, spec.dicomweb.series_uid)
+    log.info("%s: fetching %s from %s", spec.name, series.key, server.url)
+    server.fetch(series, folder)
+    return replace(
+        spec,
+        source=folder,
+        dicomweb=DicomwebSource(series.study_uid, series.series_uid),
+        load_options={**spec.load_options, "series_uid": series.series_uid},
+    )
 
 
 def _run_jobs(
@@ -440,6 +495,7 @@ def _run_jobs(
     records: dict[str, dict[str, Any]],
     summary: BatchSummary,
     progress: bool,
+    server: DicomwebServer | None = None,
 ) -> None:
     from tqdm import tqdm
 
@@ -452,12 +508,20 @@ def _run_jobs(
         try:
             for outcome in engine.run(jobs):
                 job = by_name[outcome.study]
+                stored = None
+                if not outcome.failed and job.spec.dicomweb is not None and server is not None:
+                    try:
+                        stored = asdict(server.store(job.mask_path))
+                    except InputError as exc:
+                        outcome.reason = f"{job.spec.where}: {exc}"
+                if job.spec.dicomweb is not None:
+                    shutil.rmtree(job.spec.source, ignore_errors=True)
                 if outcome.failed:
                     summary.failures.append(
                         RowFailure(outcome.study, outcome.source, outcome.reason or "")
                     )
                 else:
-                    records[outcome.study] = output.write_record(job, outcome)
+                    records[outcome.study] = output.write_record(job, outcome, stored)
                     summary.segmented.append(outcome.study)
                 bar.update(1)
                 if summary.failures:
