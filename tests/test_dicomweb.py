@@ -3,9 +3,10 @@ holding the whole-body STS_001 PET series and its RTSTRUCT.
 
 `seganypet batch --dicomweb` fetches a manifest row's series (QIDO-RS, WADO-RS), segments the
 sarcoma from a click at its SUVmax voxel and stores the DICOM SEG back (STOW-RS): the SEG read
-back from Orthanc measures what the same batch measures on the local DICOM folder. A server that
+back from Orthanc measures what the same batch measures on the local DICOM folder. `seganypet
+serve --dicomweb` lists the PACS's PET series, opens one and stores the saved SEG. A server that
 cannot be reached, refuses the password, does not know a UID or holds no PET under it is one
-line: a failure of that study, and the batch goes on.
+line: a failure of that study in batch, an HTTP 4xx in serve.
 """
 
 from __future__ import annotations
@@ -433,3 +434,96 @@ def test_a_manifest_row_names_a_study_by_path_or_by_uids_not_both(tmp_path):
     (failure,) = read_manifest(bad_uid, {}).failures
     assert "'dicomweb_study_uid' is a DICOM UID" in failure.reason
 
+
+# ------------------------------------------------------------------------------ serve
+
+
+def _serve(tmp_path: Path, url: str, password: str = PASSWORD):
+    from fastapi.testclient import TestClient
+
+    from seganypet.server.app import create_app
+
+    token = "dicomweb-test-token"
+    data = tmp_path / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    settings = DicomwebSettings(url, USER, password)
+    app = create_app(data, "default", token, work_dir=tmp_path / "work", dicomweb=settings)
+    return TestClient(app, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_serve_lists_opens_and_stores_the_saved_seg_in_orthanc(orthanc, sts001, tmp_path):
+    from seganypet.io.masks import load_mask
+    from seganypet.server.client import decode_labels
+
+    client = _serve(tmp_path, orthanc.url)
+    listed = client.get("/api/studies")
+    assert listed.status_code == 200, listed.text
+    key = f"dicomweb:{sts001['study_uid']}/{sts001['series_uid']}"
+    (entry,) = [s for s in listed.json() if s["kind"] == "dicomweb"]
+    assert entry["path"] == key and entry["label"].startswith("PACS: STS_001")
+
+    opened = client.post("/api/sessions", json={"study": key})
+    assert opened.status_code == 200, opened.text
+    info = opened.json()
+    assert info["shape"] == list(sts001["image"].shape) and info["dicom"]
+    assert info["header"]["suv_factor"] == pytest.approx(2.42903e-4, rel=1e-4)  # data README
+    sid = info["session_id"]
+    clicked = client.post(f"/api/sessions/{sid}/prompts", json={"point": sts001["click"]})
+    assert clicked.status_code == 200, clicked.text
+
+    before = orthanc.seg_series()
+    saved = client.post(f"/api/sessions/{sid}/save", json={"format": "dicom-seg"})
+    assert saved.status_code == 200, saved.text
+    (seg_uid,) = orthanc.seg_series() - before
+    assert saved.json()["stored"] == (
+        f"{orthanc.url}: study {sts001['study_uid']}, SEG series {seg_uid}"
+    )
+    nifti = client.post(f"/api/sessions/{sid}/save", json={"format": "nifti"})
+    assert nifti.status_code == 200 and nifti.json()["stored"] is None
+    assert orthanc.seg_series() - before == {seg_uid}, "a NIfTI stays local"
+
+    folder = orthanc.retrieve_series(sts001["study_uid"], seg_uid, tmp_path / "seg")
+    (seg_file,) = list(folder.iterdir())
+    stored, names = load_mask(seg_file, sts001["image"])
+    payload = client.get(f"/api/sessions/{sid}/mask").json()
+    shown = decode_labels(payload["runs"], payload["shape"])
+    assert names == {int(label): name for label, name in payload["names"].items()}
+    assert stored.any() and np.array_equal(stored, shown)
+
+
+def test_serve_answers_what_the_pacs_cannot_give_with_one_line(orthanc, sts001, tmp_path):
+    client = _serve(tmp_path, orthanc.url)
+    study = sts001["study_uid"]
+    unknown = client.post("/api/sessions", json={"study": f"dicomweb:{study}/1.2.3.4"})
+    assert unknown.status_code == 404
+    assert f"no series 1.2.3.4 in study {study}" in unknown.json()["detail"]
+    rtstruct = f"dicomweb:{study}/{sts001['rtstruct_series_uid']}"
+    not_pet = client.post("/api/sessions", json={"study": rtstruct})
+    assert not_pet.status_code == 400
+    assert "is RTSTRUCT, not PET (Modality PT)" in not_pet.json()["detail"]
+
+    refused = _serve(tmp_path / "refused", orthanc.url, "wrong").get("/api/studies")
+    assert refused.status_code == 400 and "(HTTP 401)" in refused.json()["detail"]
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/dicom-web"
+        client = _serve(tmp_path / "closed", url)
+        for response in (
+            client.get("/api/studies"),
+            client.post("/api/sessions", json={"study": f"dicomweb:{study}/1.2"}),
+        ):
+            assert response.status_code == 400
+            detail = response.json()["detail"]
+            assert detail.startswith(f"cannot reach the DICOMweb server at {url} (")
+            assert "\n" not in detail
+
+
+def test_serve_refuses_to_start_on_a_server_it_cannot_reach(tmp_path, password, capsys):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/dicom-web"
+        command = ["serve", "--data", str(tmp_path), "--port", str(_free_port())]
+        assert main([*command, "--dicomweb", url, "--dicomweb-user", USER]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the DICOMweb server at {url} (Connection refused)" in err
+    assert len(err.strip().splitlines()) == 1

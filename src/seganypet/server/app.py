@@ -5,6 +5,10 @@ study (a file under the data folder, or an upload), add points and boxes in voxe
 input array, undo, reset, start and select named objects, read the mask (NIfTI or run-length JSON),
 its SUV statistics, and save it (NIfTI label map, or DICOM SEG for a DICOM input).
 
+With a DICOMweb server (``dicomweb``), its PET series join the study list as
+``dicomweb:<study UID>/<series UID>``: opening one fetches it (WADO-RS) into the work folder, and
+saving its DICOM SEG also stores the SEG on the server (STOW-RS).
+
 Safety: every request needs the token (``Authorization: Bearer T`` or ``?token=T``); studies come
 only from under the data folder; uploads are capped and must be NIfTI or a zipped DICOM series.
 No lost work: every interaction goes to the study's :class:`~seganypet.server.journal.Journal`
@@ -22,9 +26,10 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -40,6 +45,7 @@ from seganypet.server.registry import (
     UnknownStudy,
     extent,
     label_map_rle,
+    session_id_of,
 )
 from seganypet.server.schemas import (
     PROMPT_BODY,
@@ -62,7 +68,11 @@ from seganypet.server.studies import (
     upload_suffix,
 )
 
+if TYPE_CHECKING:
+    from seganypet.io.dicomweb import DicomwebSettings
+
 log = logging.getLogger("seganypet.server")
+DICOMWEB_PREFIX = "dicomweb:"
 
 DEFAULT_MAX_UPLOAD_MB = 2048
 STATIC_DIR = Path(__file__).with_name("static")
@@ -106,6 +116,7 @@ def create_app(
     work_dir: str | os.PathLike | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1_000_000,
     max_open_studies: int = DEFAULT_MAX_OPEN,
+    dicomweb: DicomwebSettings | None = None,
 ) -> FastAPI:
     """The application serving studies under ``data_dir`` with ``model``.
 
@@ -114,6 +125,7 @@ def create_app(
     uploads and saved masks go to ``work_dir`` (default: :func:`default_work_dir`, outside the
     data folder, which may be read-only and is the user's, not ours). At most
     ``max_open_studies`` studies stay in memory; one let go of reopens from its journal.
+    ``dicomweb`` adds that server's PET series to the study list (see the module's docstring).
     """
     if not token or len(token) < 8:
         raise InputError("the server needs a token of at least 8 characters")
@@ -136,6 +148,12 @@ def create_app(
         max_open=max_open_studies,
     )
     expected = token.encode()
+    pacs = None
+    if dicomweb is not None:
+        from seganypet.io.dicomweb import DicomwebServer
+
+        pacs = DicomwebServer(dicomweb)
+    fetching = threading.Lock()  # one series fetched at a time, never two into one folder
 
     app = FastAPI(
         title="seganypet serve",
@@ -151,6 +169,7 @@ def create_app(
     app.state.data_dir = data_root
     app.state.work_dir = work
     app.state.registry = registry
+    app.state.dicomweb = pacs
 
     # ------------------------------------------------------------------ safety
     @app.middleware("http")
@@ -205,7 +224,8 @@ def create_app(
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError):
-        return JSONResponse({"detail": public(str(exc))}, status_code=400)
+        status = getattr(exc, "status", 400)  # a DICOMweb server's unknown UID: 404
+        return JSONResponse({"detail": public(str(exc))}, status_code=status)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -232,12 +252,38 @@ def create_app(
     def studies() -> list[dict[str, Any]]:
         """The PET images under the data folder (NIfTI files and DICOM folders), each with the
         masks beside it (NIfTI label maps, RTSTRUCTs, SEGs) as ``attachments``: a mask is not a
-        study."""
-        return list_studies(data_root)
+        study. With a DICOMweb server, then its PET series (``kind`` dicomweb, a ``label`` for
+        people), found by QIDO-RS."""
+        found = list_studies(data_root)
+        if pacs is not None:
+            found += [
+                {"path": s.key, "kind": "dicomweb", "label": f"PACS: {s.label}", "attachments": []}
+                for s in pacs.pet_series()
+            ]
+        return found
+
+    def open_from_dicomweb(key: str) -> SessionInfo:
+        from seganypet.io.dicomweb import parse_series_key
+
+        if pacs is None:
+            raise InputError(
+                f"{key!r}: this server has no DICOMweb server; start it with --dicomweb URL"
+            )
+        study_uid, series_uid = parse_series_key(key)
+        key = f"{DICOMWEB_PREFIX}{study_uid}/{series_uid}"
+        folder = work / "dicomweb" / session_id_of(key)
+        if not registry.is_open(key):
+            series = pacs.find_pet_series(study_uid, series_uid)
+            with fetching:
+                pacs.fetch(series, folder)
+        return registry.open(key, key, folder).info()
 
     @app.post("/api/sessions", tags=["studies"])
     def open_from_data(body: OpenStudy) -> SessionInfo:
-        """Open a study under the data folder; its journal, if any, is replayed."""
+        """Open a study under the data folder (or, ``dicomweb:<study UID>/<series UID>``, one
+        fetched from the DICOMweb server); its journal, if any, is replayed."""
+        if body.study.startswith(DICOMWEB_PREFIX):
+            return open_from_dicomweb(body.study)
         path = resolve_under(data_root, body.study)
         relative = path.relative_to(data_root).as_posix()
         if path.is_relative_to(work):
@@ -462,7 +508,8 @@ def create_app(
 
     @app.post("/api/sessions/{session_id}/save", tags=["results"])
     def save(session_id: str, body: Annotated[SaveIn | None, Body()] = None) -> SavedFile:
-        """Write the label map (NIfTI) or a DICOM SEG (DICOM inputs) to the work folder."""
+        """Write the label map (NIfTI) or a DICOM SEG (DICOM inputs) to the work folder; the
+        DICOM SEG of a study from the DICOMweb server is also stored there (STOW-RS)."""
         from seganypet.io.masks import save_mask
 
         study = registry.get(session_id)
@@ -476,16 +523,24 @@ def create_app(
         if not names:
             raise InputError("there is nothing to save yet: no object has a mask")
         name = study.name.removesuffix(".gz").removesuffix(".nii").removesuffix(".zip")
+        from_pacs = study.key.startswith(DICOMWEB_PREFIX)
+        if from_pacs:
+            name = "series_" + study.key.rsplit("/", 1)[-1]
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
         filename = f"{stem.strip('._') or 'study'}_seg" + (
             ".dcm" if fmt == "dicom-seg" else ".nii.gz"
         )
         path = save_mask(labels, names, image, work / "outputs" / session_id / filename, format=fmt)
+        stored = None
+        if from_pacs and fmt == "dicom-seg" and pacs is not None:
+            instance = pacs.store(path)
+            stored = f"{pacs.url}: study {instance.study_uid}, SEG series {instance.series_uid}"
         return SavedFile(
             file=filename,
             format=fmt,
             path=str(path),
             download=f"/api/sessions/{session_id}/saved/{filename}",
+            stored=stored,
         )
 
     @app.get(

@@ -10,9 +10,11 @@ import socket
 from pathlib import Path
 
 from seganypet.cli_options import (
+    add_dicomweb_options,
     add_log_level_option,
     add_model_option,
     add_threads_option,
+    dicomweb_settings,
     port_number,
     whole_number_at_least,
 )
@@ -79,6 +81,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise InputError("--max-upload-mb must be positive")
 
     refuse_a_taken_address(args.host, args.port)
+    dicomweb = dicomweb_settings(args)
+    if dicomweb is not None:
+        from seganypet.io.dicomweb import DicomwebServer
+
+        found = len(DicomwebServer(dicomweb).pet_series())  # refused now, in one line
+        print(f"seganypet serve: {found} PET series on {dicomweb.url}", flush=True)
 
     import uvicorn
 
@@ -94,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         work_dir=args.work,
         max_upload_bytes=int(args.max_upload_mb * 1_000_000),
         max_open_studies=args.max_studies,
+        dicomweb=dicomweb,
     )
     url = server_url(args.host, args.port)
     print(
@@ -151,4 +160,9 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_threads_option(p)
     add_log_level_option(p)
+    add_dicomweb_options(
+        p,
+        "its PET series are listed beside --data's studies (QIDO-RS), fetched when opened "
+        "(WADO-RS), and a saved DICOM SEG is also stored there (STOW-RS)",
+    )
     return p

@@ -8,7 +8,10 @@ from pydantic import BaseModel, Field
 
 
 class OpenStudy(BaseModel):
-    study: str = Field(description="path of a NIfTI file or DICOM folder, relative to --data")
+    study: str = Field(
+        description="path of a NIfTI file or DICOM folder, relative to --data, or "
+        "dicomweb:<study UID>/<series UID> of a PET series on the --dicomweb server"
+    )
 
 
 class NewObject(BaseModel):
@@ -167,3 +170,8 @@ class SavedFile(BaseModel):
     format: str
     path: str
     download: str
+    stored: str | None = Field(
+        None,
+        description="a DICOM SEG of a study from the DICOMweb server, stored there (STOW-RS): "
+        "the server, the study and the SEG's series UID",
+    )

@@ -1109,8 +1109,10 @@ $("save").onclick = () => enqueue(async () => {
   if (!sid) return;
   const formats = info.dicom ? ["nifti", "dicom-seg"] : ["nifti"];
   const links = [];
+  const stored = [];
   for (const format of formats) {
     const saved = await (await api("POST", `/api/sessions/${sid}/save`, { format })).json();
+    if (saved.stored) stored.push(`stored on ${saved.stored}`);
     const link = document.createElement("a");
     link.href = withToken(saved.download);
     link.download = saved.file;
@@ -1120,7 +1122,7 @@ $("save").onclick = () => enqueue(async () => {
     links.push(link);
   }
   $("downloads").replaceChildren(...links);
-  status(`saved in ${links.map((l) => l.dataset.path).join(" and ")}`);
+  status([`saved in ${links.map((l) => l.dataset.path).join(" and ")}`, ...stored].join("; "));
 });
 
 // ---------------------------------------------------------------------------- pointer
@@ -1251,7 +1253,7 @@ function dragBox(view, a, b, done) {
 // ---------------------------------------------------------------------------- start
 studies = await (await api("GET", "/api/studies")).json();
 $("study").replaceChildren(...studies.flatMap((s) => [
-  Object.assign(document.createElement("option"), { value: s.path, textContent: s.path }),
+  Object.assign(document.createElement("option"), { value: s.path, textContent: s.label ?? s.path }),
   ...s.attachments.map((a) => Object.assign(document.createElement("option"), {
     className: "attachment", disabled: true, value: `attachment:${a.path}`, textContent: `   ↳ ${a.path.split("/").pop()} (${a.kind})`,
   })),
