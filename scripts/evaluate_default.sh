@@ -3,11 +3,13 @@
 # the held-out real sarcomas, the held-out synthetic phantoms and the speed on this machine.
 # Needs ../shared/data beside the checkout. Reports go to reports/default/ (resumable).
 #
-#   bash scripts/evaluate_default.sh [MODEL]        # MODEL: default (the bundled one) or a path
+#   bash scripts/evaluate_default.sh [MODEL [OUT]]  # MODEL: default (the bundled one) or a path
+#                                                   # (X_small.safetensors beside X is its
+#                                                   # companion); OUT: default reports/default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${1:-default}"
-out="reports/default"
+out="${2:-reports/default}"
 organs="brain,myocardium,liver,spleen,kidney_right,kidney_left,bladder,stomach"
 
 seganypet synth -o data/synth_val --cases 10 --seed 20261125 --quiet
@@ -22,6 +24,7 @@ seganypet evaluate --data data/synth_val --model "$model" --protocol clicks --cl
 seganypet evaluate --data configs/real_heldout.json --model "$model" --protocol scribbles \
   --clicks 5 -o "$out/real_scribbles" --no-progress
 seganypet bench --model "$model" --threads 2 --repeats 11 | tee "$out/bench.json"
+seganypet bench --model "$model" --server --threads 2 --repeats 3 | tee "$out/bench_server.json"
 
 python - "$out" <<'PY'
 import csv
