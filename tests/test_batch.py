@@ -282,6 +282,9 @@ def test_ctrl_c_leaves_finished_studies_and_tables_and_no_half_written_file(coho
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell running the tests in the background ignores SIGINT, and a child inherits that
+        # (Python then never raises KeyboardInterrupt): give it the terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     while not list((out / "records").glob("*.json")) and process.poll() is None:
         time.sleep(0.05)
