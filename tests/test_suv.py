@@ -11,14 +11,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from conftest import shared_path
+from seganypet.body_size import body_surface_area_m2, ideal_body_weight_kg, lean_body_mass_kg
 from seganypet.errors import InputError
-from seganypet.io.suv import (
-    SuvOverrides,
-    body_surface_area_m2,
-    ideal_body_weight_kg,
-    lean_body_mass_kg,
-    suv_factor,
-)
+from seganypet.io.suv import SuvOverrides, suv_factor
 
 CALCULATE_SUV_CASES = [
     "PHILIPS_BQML",

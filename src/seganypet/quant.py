@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, signal
 
+from seganypet.body_size import lean_body_mass_kg
 from seganypet.errors import InputError
 from seganypet.image import PetImage
-from seganypet.io.suv import lean_body_mass_kg
 
 PEAK_RADIUS_MM = float((3.0 * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0))
 """Radius of a sphere of 1 cm³ (6.2035 mm): the IBSI SUVpeak neighbourhood."""
