@@ -66,6 +66,8 @@ class PromptInputs:
     device: torch.device
     #: The ``ModelConfig.family`` a class builds (:mod:`seganypet.model.registry`).
     family: ClassVar[str]
+    #: Whether :attr:`reference_order` can be switched on (windowed attention only).
+    has_reference_order: ClassVar[bool] = False
 
     @property
     def reference_order(self) -> bool:
@@ -80,10 +82,6 @@ class PromptInputs:
                 f"the reference attention order concerns SAM-Med3D's windowed attention; "
                 f"this is a {self.family} network"
             )
-
-    @property
-    def has_reference_order(self) -> bool:
-        return type(self).reference_order is not PromptInputs.reference_order
 
     def with_box_embeddings(self) -> PromptInputs:
         """This network, able to take boxes (a family that always can returns itself)."""
@@ -239,6 +237,7 @@ class SamMed3D(PromptInputs, nn.Module):
     """
 
     family = "sam_med3d"
+    has_reference_order = True
 
     def __init__(self, config: ModelConfig | str = "vit_b_ori") -> None:
         super().__init__()

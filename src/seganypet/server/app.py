@@ -37,6 +37,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from seganypet.atomic import json_default
 from seganypet.errors import InputError
 from seganypet.prompts import Prompt
 from seganypet.server.registry import (
@@ -82,15 +83,14 @@ STATIC_TYPES = {
     ".css": "text/css",
     ".json": "application/json",
 }
+#: The OpenAPI request body of an upload: the file's bytes.
+BINARY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 SAVED_NAME = re.compile(r"^[A-Za-z0-9._-]+\.(nii\.gz|dcm)$")
-
-
-def _json_default(value: object) -> object:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
 
 
 def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
@@ -294,14 +294,7 @@ def create_app(
     @app.post(
         "/api/sessions/upload",
         tags=["studies"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-                },
-            }
-        },
+        openapi_extra=BINARY_BODY,
     )
     async def open_upload(
         request: Request,
@@ -396,14 +389,7 @@ def create_app(
     @app.post(
         "/api/sessions/{session_id}/reference/upload",
         tags=["reference"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-                },
-            }
-        },
+        openapi_extra=BINARY_BODY,
     )
     async def upload_reference(
         session_id: str,
@@ -504,7 +490,7 @@ def create_app(
     def stats(session_id: str) -> Response:
         """SUVmax, SUVpeak, SUVmean, MTV and TLG per object (and per connected lesion)."""
         report = registry.get(session_id).stats()
-        return Response(json.dumps(report, default=_json_default), media_type="application/json")
+        return Response(json.dumps(report, default=json_default), media_type="application/json")
 
     @app.post("/api/sessions/{session_id}/save", tags=["results"])
     def save(session_id: str, body: Annotated[SaveIn | None, Body()] = None) -> SavedFile:

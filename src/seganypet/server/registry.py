@@ -230,7 +230,7 @@ class Study:
         from seganypet.quant import quantify
 
         with self.lock:
-            if self._report is None or self._stats is None:
+            if self._report is None:
                 labels, names = self.label_map()
                 self._report = quantify(self.image, labels, label_names=names)
             return self._report

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from seganypet.atomic import write_text_atomic
+from seganypet.atomic import json_default, write_text_atomic
 from seganypet.errors import InputError
 from seganypet.io.nifti import write_label_map, write_nifti
 from seganypet.synth.labels import LABELS, SUV_RANGES
@@ -142,15 +142,9 @@ def write_case(phantom: Phantom, out_dir: Path, index: int, dataset_seed: int) -
     )
     write_label_map(phantom.labels, phantom.image, paths["labels"])
     write_label_map(phantom.lesion_instances, phantom.image, paths["instances"])
-    text = json.dumps(case_metadata(phantom, index, dataset_seed), indent=1, default=_json_default)
+    text = json.dumps(case_metadata(phantom, index, dataset_seed), indent=1, default=json_default)
     write_text_atomic(paths["metadata"], text + "\n")
     return paths
-
-
-def _json_default(value: object) -> object:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
 
 
 def _whole_number(value: object, what: str, minimum: int) -> int:
