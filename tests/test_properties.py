@@ -203,10 +203,11 @@ def test_a_well_formed_point_reads_back_exactly(values, sign, form, wrap, separa
 @given(st.tuples(*[FINITE] * 6), EXACT_FORMATS, WRAPS, SEPARATORS)
 def test_a_well_formed_box_reads_back_exactly_or_is_refused_as_flat(values, form, wrap, separator):
     text = wrap.format(separator.join(form(v) for v in values))
-    lo, hi = np.minimum(values[:3], values[3:]), np.maximum(values[:3], values[3:])
-    if np.all(hi - lo >= 1):
+    lo = tuple(min(a, b) for a, b in zip(values[:3], values[3:], strict=True))
+    hi = tuple(max(a, b) for a, b in zip(values[:3], values[3:], strict=True))
+    if all(h - low >= 1 for low, h in zip(lo, hi, strict=True)):  # Python floats: no overflow
         assert parse_box(text) == Box(values[:3], values[3:])
-        assert parse_box(text).lo == tuple(lo) and parse_box(text).hi == tuple(hi)
+        assert parse_box(text).lo == lo and parse_box(text).hi == hi
     else:
         with pytest.raises(argparse.ArgumentTypeError, match="empty along an axis"):
             parse_box(text)
