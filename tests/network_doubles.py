@@ -21,6 +21,8 @@ def double_config(input_size: int, spacing_mm: float) -> ModelConfig:
 class SphereNetwork:
     """Predicts a sphere of ``radius`` crop voxels around the first positive point."""
 
+    reads_strokes = False
+
     def __init__(self, radius: float = 8.0, input_size: int = 64, spacing_mm: float = 2.0):
         self.config = double_config(input_size, spacing_mm)
         self.radius = radius
@@ -41,6 +43,8 @@ class SphereNetwork:
 
 class ThresholdNetwork:
     """Segments every crop voxel above ``threshold``, minus spheres around negative clicks."""
+
+    reads_strokes = False
 
     def __init__(self, threshold: float = 1.0, input_size: int = 64, spacing_mm: float = 2.0):
         self.config = double_config(input_size, spacing_mm)

@@ -118,6 +118,8 @@ class CropSpyNetwork:
     surroundings of negative clicks, so the simulated user has errors to correct.
     """
 
+    reads_strokes = False
+
     def __init__(self, size: int = 32, radius: float = 4.0):
         self.config = ModelConfig(
             preset="spy",

@@ -248,6 +248,46 @@ def test_training_grows_a_unet_small_checkpoint_into_unet_small_rel(net, tmp_pat
     assert not weight[:, -1].any()
 
 
+def test_a_grown_stroke_network_reads_a_scribble_apart_and_starts_as_its_clicks(net):
+    from seganypet.model.prompt_unet import grown_network
+
+    torch.manual_seed(1)
+    parent = grown_network(net, "unet_small_rel")
+    with torch.no_grad():  # the grown relative channel is zero: give it weights to carry over
+        parent.prompt_head.inp[0].weight[:, -1].normal_()
+    strokes = grown_network(parent, "unet_small_strokes")
+    assert strokes.reads_strokes and not parent.reads_strokes
+    x = normalise_crop(torch.rand(64, 64, 64) * 6.0, "suv_log")
+    line = [[30.0, 20.0 + 2 * i, 32.0] for i in range(8)]  # a scribble's clicks
+    points = torch.tensor([[*line, [10.0, 12.0, 50.0]]])
+    as_clicks = torch.tensor([[1] * 8 + [0]])
+    as_stroke = torch.tensor([[3] * 8 + [0]])
+    parent_logits, _ = parent.decode(parent.embed(x), points, as_clicks)
+    embedding = strokes.embed(x)
+    clicks_logits, _ = strokes.decode(embedding, points, as_clicks)
+    stroke_logits, _ = strokes.decode(embedding, points, as_stroke)
+    # clicks mean exactly what they meant, and a scribble at first what its clicks meant
+    assert torch.equal(clicks_logits, parent_logits)
+    assert torch.allclose(stroke_logits, parent_logits, atol=1e-4)
+    # ... through channels of their own: with those zeroed the scribble is not seen at all
+    with torch.no_grad():
+        for conv in (strokes.prompt_head.inp[0], strokes.prompt_head.out):
+            conv.weight[:, -2:] = 0
+    negative_stroke = torch.tensor([[2] * 8 + [1]])
+    unseen, _ = strokes.decode(embedding, points, negative_stroke)
+    click_only, _ = strokes.decode(embedding, points[:, -1:], negative_stroke[:, -1:])
+    assert torch.allclose(unseen, click_only, atol=1e-5)
+    seen_as_clicks, _ = strokes.decode(embedding, points, torch.tensor([[0] * 8 + [1]]))
+    assert not torch.allclose(unseen, seen_as_clicks, atol=1e-3)
+    # the first positive (here a scribble's) click centres the relative-uptake channel
+    assert torch.equal(
+        strokes._relative_uptake(embedding[3], points, as_stroke, None, 1),
+        strokes._relative_uptake(embedding[3], points, as_clicks, None, 1),
+    )
+    with pytest.raises(InputError, match=r"1 \(positive\), 0 \(negative\) or -1"):
+        parent.decode(parent.embed(x), points, as_stroke)
+
+
 def test_the_relative_uptake_channel_is_suv_over_the_peak_near_the_first_click():
     network = PromptUNet("unet_small_rel")
     suv = torch.full((64, 64, 64), 1.0)

@@ -11,7 +11,8 @@ from scipy import ndimage
 from network_doubles import SphereNetwork, ThresholdNetwork
 from seganypet.errors import InputError
 from seganypet.image import PetImage
-from seganypet.prompts import MAX_CLICKS_PER_STROKE, Lasso, Scribble
+from seganypet.model.network import STROKE_LABELS
+from seganypet.prompts import MAX_CLICKS_PER_STROKE, Lasso, Point, Scribble
 from seganypet.session import Session
 
 
@@ -309,6 +310,26 @@ def test_a_scribble_reaches_the_network_as_clicks_along_its_line():
         session.add(Scribble(((14, 10, 11), (26, 18, 12))))
     with pytest.raises(InputError, match="outside the image"):
         session.add(Scribble(((14, 10, 11), (46, 18, 11))))
+
+
+def test_a_network_that_reads_strokes_gets_a_scribbles_clicks_under_labels_of_their_own():
+    image = permuted_image()
+    network = ThresholdNetwork(threshold=0.5)
+    network.reads_strokes = True
+    session = Session(network)
+    session.set_image(image)
+    seen: list = []
+    session.network.decode = _recording(session.network.decode, seen)
+    session.add(Point((20, 14, 11)))
+    session.add(Scribble(((14, 10, 11), (26, 18, 11)), positive=False))
+    session.add(Point((8, 4, 11), positive=False))
+    _, labels = seen[-1]
+    clicks = [1] + [STROKE_LABELS[False]] * MAX_CLICKS_PER_STROKE + [0]
+    assert labels[0].tolist() == clicks
+    network.reads_strokes = False
+    session.reset()
+    session.add(Scribble(((14, 10, 11), (26, 18, 11))))
+    assert seen[-1][1][0].tolist() == [1] * MAX_CLICKS_PER_STROKE
 
 
 def test_a_lasso_sets_its_region_on_its_slice_and_undo_takes_it_back():

@@ -831,6 +831,18 @@ def test_scribble_rounds_give_the_clicks_along_a_stroke_inside_the_target_or_err
     )
     (points,), (labels,) = prompts.points, prompts.labels
     assert len(points) >= 3 and all(label == 1 for label in labels)
+    apart = first_prompts(
+        target[None],
+        [np.random.default_rng(3)],
+        use_box=False,
+        interior_probability=1.0,
+        box_jitter=0.0,
+        scribble_probability=1.0,
+        reads_strokes=True,
+    )
+    assert apart.points == prompts.points and apart.labels == [[3] * len(points)]
+    apart.add(0, (1, 1, 1), positive=False)  # a click is still a click
+    assert apart.labels[0][-1] == 0
     assert all(target[tuple(int(round(v)) for v in point)] for point in points)
     flat = [axis for axis in range(3) if len({p[axis] for p in points}) == 1]
     assert flat, "a scribble lies on one slice"

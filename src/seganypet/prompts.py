@@ -122,6 +122,9 @@ class Prompt:
         """Where the object's first tile is centred for this prompt."""
         return tuple(float(v) for v in np.mean(self.vertices, axis=0))  # type: ignore[return-value]
 
+    #: Whether :meth:`clicks` samples a line the reader drew (a network may read those apart).
+    clicks_along_line: ClassVar[bool] = False
+
     def clicks(self) -> list[Point]:
         """The clicks the network receives for this prompt."""
         return []
@@ -311,6 +314,7 @@ class Scribble(_Stroke):
     """A freehand line on one slice, inside the object (positive) or outside it (negative)."""
 
     kind: ClassVar[str] = "scribble"
+    clicks_along_line: ClassVar[bool] = True
     _form: ClassVar[str] = '{"scribble": [[x, y, z], ...], "positive": true}'
 
     def clicks(self) -> list[Point]:

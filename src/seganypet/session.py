@@ -37,7 +37,7 @@ import torch
 from seganypet.errors import InputError, plain
 from seganypet.image import CanonicalView, PetImage
 from seganypet.model.config import normalise_crop
-from seganypet.model.network import PromptableNetwork
+from seganypet.model.network import PromptableNetwork, point_label
 from seganypet.prompts import Box, MaskPrompt, Point, Prompt
 from seganypet.tiling import (
     CERTAIN_LOGIT,
@@ -376,13 +376,16 @@ class Session:
 
     def _predict(self, obj: SegmentedObject, tile: Tile) -> None:
         """Run the network on one tile with every prompt of the object that falls inside it."""
+        network = self._net(tile.fine)
         points, labels, boxes = [], [], []
         for prompt in obj.prompts:
             for click in prompt.clicks():
                 voxel = self._canonical(click.voxel)
                 if tile.contains(voxel):
                     points.append(tile.to_crop(voxel))
-                    labels.append(1 if click.positive else 0)
+                    labels.append(
+                        point_label(click.positive, prompt.clicks_along_line, network.reads_strokes)
+                    )
             corners = prompt.corners()
             if corners is not None:
                 ends = np.stack([self._canonical(corners[0]), self._canonical(corners[1])])
@@ -393,10 +396,9 @@ class Session:
                     boxes.append(np.stack([lo, hi]))
         for seed in tile.seed_points:
             points.append(tile.to_crop(seed.voxel))
-            labels.append(1 if seed.positive else 0)
+            labels.append(point_label(seed.positive))
         if not points and not boxes:
             return
-        network = self._net(tile.fine)
         embedding = self._embedding(tile)
         point_tensor = torch.tensor(np.asarray(points, np.float32).reshape(1, -1, 3))
         label_tensor = torch.tensor(np.asarray(labels, np.int64).reshape(1, -1))

@@ -33,12 +33,28 @@ from seganypet.model.prompt_encoder import PromptEncoder3D
 
 PRECISIONS = ("fp32", "bf16")
 
+#: The point labels a network reads. A click is 1 (positive) or 0 (negative); a click sampled
+#: along a drawn line (a scribble) is 3 or 2 for a network that ``reads_strokes`` (it has input
+#: channels of their own, as nnInteractive's), else 1 or 0 like any click; -1 pads.
+CLICK_LABELS = {True: 1, False: 0}
+STROKE_LABELS = {True: 3, False: 2}
+
+
+def point_label(positive: bool, along_line: bool = False, reads_strokes: bool = False) -> int:
+    """The label of a click for a network (see :data:`STROKE_LABELS`)."""
+    return (STROKE_LABELS if along_line and reads_strokes else CLICK_LABELS)[bool(positive)]
+
 
 @runtime_checkable
 class PromptableNetwork(Protocol):
     """What the interactive session needs from a network, whatever its family."""
 
     config: ModelConfig
+
+    @property
+    def reads_strokes(self) -> bool:
+        """Whether a scribble's clicks are given as :data:`STROKE_LABELS` (else as clicks)."""
+        ...
 
     def embed(self, image: torch.Tensor) -> Any:
         """Normalised crop ``(B, 1, *config.input_size)`` to an embedding for :meth:`decode`."""
@@ -82,6 +98,11 @@ class PromptInputs:
                 f"the reference attention order concerns SAM-Med3D's windowed attention; "
                 f"this is a {self.family} network"
             )
+
+    @property
+    def reads_strokes(self) -> bool:
+        """Whether the clicks along a scribble are read apart from clicks (labels 3 and 2)."""
+        return False
 
     def with_box_embeddings(self) -> PromptInputs:
         """This network, able to take boxes (a family that always can returns itself)."""
@@ -170,8 +191,12 @@ class PromptInputs:
         if labs.is_floating_point():
             labs = labs.round()
         labs = labs.to(torch.int64)
-        if not bool(((labs == -1) | (labs == 0) | (labs == 1)).all()):
-            raise InputError("point labels must be 1 (positive), 0 (negative) or -1 (padding)")
+        top = 3 if self.reads_strokes else 1
+        if not bool(((labs >= -1) & (labs <= top)).all()):
+            strokes = ", 3 or 2 (along a scribble)" if self.reads_strokes else ""
+            raise InputError(
+                f"point labels must be 1 (positive), 0 (negative){strokes} or -1 (padding)"
+            )
         pts = pts.to(self.dtype)
         real = labs != -1
         size = torch.tensor(self.config.input_size, dtype=self.dtype)

@@ -94,6 +94,8 @@ class UNetSpec:
     deviation in low-resolution voxels. ``relative_uptake``: the prompt head also reads the
     crop's SUV relative to the SUVmax within ``relative_radius_mm`` of the first positive
     click, what the 41 %-of-SUVmax rule knows (:mod:`seganypet.model.prompt_unet`).
+    ``stroke_channels``: the clicks along a scribble (point labels 3 and 2) get positive and
+    negative maps of their own instead of joining the click maps.
     """
 
     img_size: int = 64
@@ -107,11 +109,15 @@ class UNetSpec:
     normalisation: str = "suv_log"
     relative_uptake: bool = False
     relative_radius_mm: float = 15.0
+    stroke_channels: bool = False
 
 
 UNET_PRESETS: dict[str, UNetSpec] = {
     "unet_small": UNetSpec(),
     "unet_small_rel": UNetSpec(relative_uptake=True),
+    # Scribbles in channels of their own (clicks along the line, positive and negative), so that
+    # learning them leaves what a click means alone.
+    "unet_small_strokes": UNetSpec(relative_uptake=True, stroke_channels=True),
     # The small-object companion: the same network on 64³ crops at 1.5 mm (9.6 cm a side), which
     # the session hands objects of a few millilitres (Session(small_object_network=...)).
     "unet_fine": UNetSpec(spacing_mm=1.5),
@@ -128,7 +134,11 @@ UNET_PRESETS: dict[str, UNetSpec] = {
 
 #: Presets that start from another's weights: with added input channels (zero weights, the same
 #: function) or at another spacing (the same weights, as the session's zoom uses them).
-GROWN_FROM: dict[str, str] = {"unet_small_rel": "unet_small", "unet_fine": "unet_small"}
+GROWN_FROM: dict[str, str] = {
+    "unet_small_rel": "unet_small",
+    "unet_small_strokes": "unet_small_rel",
+    "unet_fine": "unet_small",
+}
 
 
 def preset_names() -> list[str]:

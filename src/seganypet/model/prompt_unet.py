@@ -24,7 +24,11 @@ the decoder's features at the low resolution (input/2, 32³) and at 1/4 and 1/8:
   cell, from the ``suv_log`` input) divided by the highest cell within ``relative_radius_mm`` of
   the first positive click (of the box's centre when there is no click), clipped to [0, 2]:
   what the 41 %-of-SUVmax rule thresholds. The SUV at low resolution is the embedding's fourth
-  part, computed once per crop.
+  part, computed once per crop;
+- with ``stroke_channels`` (preset ``unet_small_strokes``): positive and negative maps, as the
+  click maps, of the clicks along scribbles (point labels 3 and 2), which then stay out of the
+  click maps: a scribble is many clicks close together, and learning that from the click maps
+  changed what one click meant (a negative click no longer removed its own voxel).
 
 They are concatenated with the cached low-res features and run through a small U-Net: low_res ->
 /2 -> /4 (adding the cached features of those levels) with depthwise-separable residual blocks at
@@ -49,7 +53,7 @@ from torch import nn
 from seganypet.errors import InputError
 from seganypet.model.boxes import box_mask
 from seganypet.model.config import ModelConfig
-from seganypet.model.network import PromptInputs
+from seganypet.model.network import CLICK_LABELS, STROKE_LABELS, PromptInputs
 from seganypet.model.presets import GROWN_FROM, check_unet_config, default_config
 
 PROMPT_CHANNELS = 4  # positive clicks, negative clicks, box, previous mask (+ relative uptake)
@@ -182,6 +186,7 @@ class PromptHead(nn.Module):
         super().__init__()
         f0, f1, f2 = feature_channels
         h0, h1, h2 = head
+        self.prompt_channels = prompt_channels
         self.inp = nn.Sequential(Conv3d(f0 + prompt_channels, h0, 1, bias=False), _norm(h0), _act())
         self.block0 = SepBlock(h0)
         self.down1 = Conv3d(h0, h1, 2, stride=2, bias=False)
@@ -223,8 +228,10 @@ def click_maps(
     low_res: tuple[int, int, int],
     sigma: float,
     device: torch.device,
+    label_values: tuple[int, int] = (1, 0),
 ) -> torch.Tensor:
-    """Positive and negative click Gaussians ``(B, 2, *low_res)``; label -1 points are ignored."""
+    """Gaussians of the points labelled ``label_values`` ``(positive, negative)``, one channel
+    each: ``(B, 2, *low_res)``; points of other labels are left out."""
     out = torch.zeros((batch, 2, *low_res), device=device)
     if points is None:
         return out
@@ -236,7 +243,7 @@ def click_maps(
         profiles.append(torch.exp(-((grid - centre[..., None]) ** 2) / (2 * sigma**2)))
     pd, ph, pw = profiles  # (B, N, n_axis)
     blobs = pd[:, :, :, None, None] * ph[:, :, None, :, None] * pw[:, :, None, None, :]
-    for channel, label in enumerate((1, 0)):
+    for channel, label in enumerate(label_values):
         chosen = (labels == label).to(blobs.dtype)[:, :, None, None, None]
         if bool(chosen.any()):
             out[:, channel] = (blobs * chosen).amax(1)
@@ -261,7 +268,7 @@ class PromptUNet(PromptInputs, nn.Module):
             (channels[0], channels[1], channels[2]),
             tuple(spec.head_channels),
             spec.iou_hidden,
-            PROMPT_CHANNELS + int(spec.relative_uptake),
+            PROMPT_CHANNELS + int(spec.relative_uptake) + 2 * int(spec.stroke_channels),
         )
         self._feature_shapes = [
             (c, *(n // 2**level for n in config.low_res_size))
@@ -276,6 +283,10 @@ class PromptUNet(PromptInputs, nn.Module):
 
     def grown_to(self, preset: str) -> PromptUNet:
         return grown_network(self, preset)
+
+    @property
+    def reads_strokes(self) -> bool:
+        return self.spec.stroke_channels
 
     @property
     def device(self) -> torch.device:
@@ -315,9 +326,20 @@ class PromptUNet(PromptInputs, nn.Module):
         if features[0].shape[0] != batch:
             features = tuple(f.expand(batch, *f.shape[1:]) for f in features)
         low_res = self.config.low_res_size
-        clicks = click_maps(
-            pts, labs, batch, self.config.input_size, low_res, self.spec.click_sigma, self.device
-        )
+
+        def maps(labels: tuple[int, int]) -> torch.Tensor:
+            return click_maps(
+                pts,
+                labs,
+                batch,
+                self.config.input_size,
+                low_res,
+                self.spec.click_sigma,
+                self.device,
+                labels,
+            )
+
+        clicks = maps((CLICK_LABELS[True], CLICK_LABELS[False]))
         if box_t is not None:
             scale = tuple(i / r for i, r in zip(self.config.input_size, low_res, strict=True))
             box = box_mask(box_t, low_res, scale).float()
@@ -326,6 +348,8 @@ class PromptUNet(PromptInputs, nn.Module):
         channels = [clicks, box, torch.tanh(mask_in.float() / MASK_SCALE)]
         if self.spec.relative_uptake:
             channels.append(self._relative_uptake(features[3], pts, labs, box_t, batch))
+        if self.spec.stroke_channels:
+            channels.append(maps((STROKE_LABELS[True], STROKE_LABELS[False])))
         prompts = torch.cat(channels, 1)
         with torch.autocast(device_type=self.device.type, enabled=False):
             logits, iou = self.prompt_head(tuple(f.float() for f in features[:3]), prompts)
@@ -375,8 +399,10 @@ class PromptUNet(PromptInputs, nn.Module):
 
 def grown_network(network: PromptUNet, preset: str) -> PromptUNet:
     """``network``'s weights in a ``preset`` network (:data:`GROWN_FROM`): new prompt channels
-    get zero weights, so on the same crop it computes exactly what ``network`` did; a preset at
-    another spacing takes the weights as they are."""
+    get zero weights, so on the same crop it computes exactly what ``network`` did; new stroke
+    channels get the click channels' weights, so a scribble means at first what its clicks
+    meant (exactly so where no click is near it); a preset at another spacing takes the
+    weights as they are."""
     if GROWN_FROM.get(preset) != network.config.preset:
         raise InputError(f"a {network.config.preset!r} network cannot grow into preset {preset!r}")
     config = default_config(preset).replace(
@@ -385,12 +411,17 @@ def grown_network(network: PromptUNet, preset: str) -> PromptUNet:
     grown = PromptUNet(config)
     state = network.state_dict()
     target = grown.state_dict()
+    adds_strokes = grown.spec.stroke_channels and not network.spec.stroke_channels
     for key, value in state.items():
         if target[key].shape == value.shape:
             target[key] = value.clone()
         else:  # the 1x1 convolutions that read the prompt channels: new channels last
             widened = torch.zeros_like(target[key])
             widened[:, : value.shape[1]] = value
+            if adds_strokes:  # read a scribble's clicks as the click maps did, to start with
+                first_prompt_channel = value.shape[1] - network.prompt_head.prompt_channels
+                clicks = value[:, first_prompt_channel : first_prompt_channel + 2]
+                widened[:, -2:] = clicks
             target[key] = widened
     grown.load_state_dict(target)
     grown.precision = network.precision
@@ -403,9 +434,11 @@ def _first_positive(
     boxes: torch.Tensor | None,
     item: int,
 ) -> torch.Tensor | None:
-    """Crop voxel of item's first positive click, else its box's centre, else None."""
+    """Crop voxel of item's first positive click (or scribble click), else its box's centre,
+    else None."""
     if points is not None and labels is not None:
-        positive = torch.nonzero(labels[item] == 1)
+        label = labels[item]
+        positive = torch.nonzero((label == CLICK_LABELS[True]) | (label == STROKE_LABELS[True]))
         if len(positive):
             return points[item, int(positive[0, 0])].float()
     if boxes is not None:

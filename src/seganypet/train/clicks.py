@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from seganypet.model.network import point_label
 from seganypet.prompts import (
     Point,
     Prompt,
@@ -44,24 +45,29 @@ Decode = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass
 class Prompts:
-    """Per-crop point lists (crop voxel indices) and labels, and optional boxes ``(B, 2, 3)``."""
+    """Per-crop point lists (crop voxel indices) and labels, and optional boxes ``(B, 2, 3)``.
+
+    ``reads_strokes``: the network reads a scribble's clicks apart (their own point labels)."""
 
     points: list[list[tuple[float, float, float]]]
     labels: list[list[int]]
     boxes: np.ndarray | None = None
+    reads_strokes: bool = False
 
     @classmethod
-    def empty(cls, batch: int) -> Prompts:
-        return cls([[] for _ in range(batch)], [[] for _ in range(batch)])
+    def empty(cls, batch: int, reads_strokes: bool = False) -> Prompts:
+        return cls([[] for _ in range(batch)], [[] for _ in range(batch)], None, reads_strokes)
 
-    def add(self, item: int, voxel: Sequence[float], positive: bool) -> None:
+    def add(
+        self, item: int, voxel: Sequence[float], positive: bool, along_line: bool = False
+    ) -> None:
         self.points[item].append(tuple(float(v) for v in voxel))  # type: ignore[arg-type]
-        self.labels[item].append(1 if positive else 0)
+        self.labels[item].append(point_label(positive, along_line, self.reads_strokes))
 
     def add_prompt(self, item: int, prompt: Prompt) -> None:
         """The clicks a click or scribble gives the network."""
         for click in prompt.clicks():
-            self.add(item, click.voxel, click.positive)
+            self.add(item, click.voxel, click.positive, prompt.clicks_along_line)
 
     def point_tensors(
         self, device: torch.device
@@ -149,13 +155,15 @@ def first_prompts(
     images: np.ndarray | None = None,
     hottest_probability: float = 0.0,
     scribble_probability: float = 0.0,
+    reads_strokes: bool = False,
 ) -> Prompts:
     """The first prompt of every crop of ``targets`` ``(B, D, H, W)`` bool: a click, a scribble
     (``scribble_probability``), or a box.
 
-    ``images`` ``(B, D, H, W)`` are the crops' values, for the hottest first click.
+    ``images`` ``(B, D, H, W)`` are the crops' values, for the hottest first click;
+    ``reads_strokes`` is the network's (see :class:`Prompts`).
     """
-    prompts = Prompts.empty(len(targets))
+    prompts = Prompts.empty(len(targets), reads_strokes)
     if use_box:
         prompts.boxes = np.stack(
             [jittered_box(t, rng, box_jitter) for t, rng in zip(targets, rngs, strict=True)]

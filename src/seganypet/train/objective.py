@@ -234,6 +234,7 @@ class InteractiveObjective(nn.Module):
             images=crop_values,
             hottest_probability=config.first_click_hottest_probability,
             scribble_probability=config.scribble_probability,
+            reads_strokes=network.reads_strokes,
         )
 
         def next_click(prediction: np.ndarray, target: np.ndarray, item: int):
