@@ -386,6 +386,20 @@ def test_ibsi_crops_with_baselines_only(tmp_path):
     assert (report / "dice_vs_clicks.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_a_click_is_obeyed_when_the_mask_labels_its_own_voxel_as_the_click_says():
+    from seganypet.evaluate.runner import share_of_clicks_obeyed
+    from seganypet.prompts import Point
+
+    mask = np.zeros((10, 10, 10), bool)
+    mask[2:6, 2:6, 2:6] = True
+    inside, outside = (3.4, 2.0, 5.0), (7.0, 7.0, 7.0)
+    assert share_of_clicks_obeyed(mask, [Point(inside), Point(outside, positive=False)]) == 1.0
+    assert share_of_clicks_obeyed(mask, [Point(inside, positive=False)]) == 0.0
+    assert share_of_clicks_obeyed(mask, [Point(outside), Point(inside), Point(inside)]) == 2 / 3
+    assert share_of_clicks_obeyed(mask, [Point((9.6, 0.0, 0.0))]) == 0.0  # nearest voxel
+    assert share_of_clicks_obeyed(mask, []) is None
+
+
 def test_ibsi_crops_with_a_tiny_random_model_for_two_clicks(tmp_path):
     from seganypet.model import SamMed3D, save_model
 
@@ -405,6 +419,12 @@ def test_ibsi_crops_with_a_tiny_random_model_for_two_clicks(tmp_path):
     assert model_rows[0]["prompt_type"] == "click+"
     assert all(r["prompt_type"] in ("click+", "click-", "none") for r in model_rows)
     assert all(float(r["seconds"]) >= 0 for r in model_rows)
+    clicked = [r for r in model_rows if r["prompt_type"] != "none"]
+    assert all(float(r["obeyed"]) in (0.0, 1.0) for r in clicked)  # one click per step
+    assert all(r["obeyed"] == "" for r in rows if r not in clicked)  # baselines, no click
+    not_obeyed = summary["methods"]["seganypet:tiny"]["prompts_not_obeyed"]
+    assert not_obeyed["prompts"] == len(clicked)
+    assert not_obeyed["not_obeyed"] == sum(float(r["obeyed"]) < 1 for r in clicked)
     assert len(rows) == 2 * 2 + 2 * 4
     model = summary["model"]
     assert model["method"] == "seganypet:tiny" and model["preset"] == "small"

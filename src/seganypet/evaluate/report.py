@@ -176,6 +176,7 @@ def _method_summary(rows: list[StepRow]) -> dict[str, Any]:
         },
         "auc": _auc(by_object.values()) if len(steps) > 1 else None,
         "clicks_lowering_dice": _lowering(by_object.values()) if len(steps) > 1 else None,
+        "prompts_not_obeyed": _not_obeyed(rows),
         "prompt_types": dict(sorted(Counter(row.prompt_type for row in rows).items())),
         "seconds": {
             "total": round(sum(seconds), 3),
@@ -235,6 +236,16 @@ def _lowering(objects: Iterable[list[StepRow]]) -> dict[str, Any]:
         "mean_drop": _mean(drops),
         "largest_drop": max(drops) if drops else None,
     }
+
+
+def _not_obeyed(rows: Iterable[StepRow]) -> dict[str, Any] | None:
+    """How many prompts left one of their own clicks' voxels on the wrong side of the mask (a
+    negative click whose voxel stays in, a positive one whose voxel stays out)."""
+    shares = [row.obeyed for row in rows if row.obeyed is not None]
+    if not shares:
+        return None
+    missed = sum(share < 1.0 for share in shares)
+    return {"prompts": len(shares), "not_obeyed": missed, "fraction": missed / len(shares)}
 
 
 def _auc(objects: Iterable[list[StepRow]]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from seganypet.evaluate.table import StepRow, StepTable
 from seganypet.evaluate.users import SimulatedUser, make_user, object_rng
 from seganypet.image import PetImage
 from seganypet.model.network import PromptableNetwork
-from seganypet.prompts import hottest_voxel
+from seganypet.prompts import Point, hottest_voxel
 from seganypet.session import Session
 
 BASELINE_STEPS = 1
@@ -245,6 +245,7 @@ def evaluate_object(
                 prompt_type=step.prompt_type,
                 seconds=step.seconds,
                 prompt=step.prompt,
+                obeyed=step.obeyed,
                 **step.metrics,
             )
             for step in steps
@@ -259,6 +260,7 @@ class StepResult:
     prompt: str
     seconds: float
     metrics: dict[str, float]
+    obeyed: float | None = None
 
 
 def run_model_steps(
@@ -289,10 +291,30 @@ def run_model_steps(
         metrics = step_metrics(
             prediction, truth, image.spacing, image.voxel_volume_ml, tolerance_mm
         ).to_dict()
+        clicks = [click for prompt in interaction.prompts for click in prompt.clicks()]
         results.append(
-            StepResult(step, interaction.prompt_type, interaction.describe(), seconds, metrics)
+            StepResult(
+                step,
+                interaction.prompt_type,
+                interaction.describe(),
+                seconds,
+                metrics,
+                share_of_clicks_obeyed(prediction, clicks),
+            )
         )
     return results
+
+
+def share_of_clicks_obeyed(prediction: np.ndarray, clicks: Sequence[Point]) -> float | None:
+    """The share of ``clicks`` whose nearest voxel ``prediction`` labels as the click says."""
+    if not clicks:
+        return None
+    top = np.asarray(prediction.shape) - 1
+    obeyed = [
+        bool(prediction[tuple(np.clip(np.rint(click.voxel).astype(int), 0, top))]) == click.positive
+        for click in clicks
+    ]
+    return float(np.mean(obeyed))
 
 
 def run_baseline_step(

@@ -33,6 +33,7 @@ COLUMNS = (
     "fn_ml",
     "seconds",
     "prompt",
+    "obeyed",
 )
 METRIC_COLUMNS = ("dice", "nsd", "hd95", "fp_ml", "fn_ml")
 
@@ -56,6 +57,9 @@ class StepRow:
     fn_ml: float
     seconds: float
     prompt: str = ""
+    #: The share of the step's clicks whose own voxel the mask then labels as the click said
+    #: (inside for a positive click, outside for a negative one); None without clicks.
+    obeyed: float | None = None
 
     @property
     def group(self) -> GroupKey:
@@ -72,6 +76,7 @@ class StepRow:
             **{name: _number(getattr(self, name)) for name in METRIC_COLUMNS},
             "seconds": f"{self.seconds:.4f}",
             "prompt": self.prompt,
+            "obeyed": "" if self.obeyed is None else f"{self.obeyed:.4g}",
         }
 
     @classmethod
@@ -86,6 +91,7 @@ class StepRow:
             **{name: float(record[name]) for name in METRIC_COLUMNS},
             seconds=float(record["seconds"]),
             prompt=record.get("prompt", ""),
+            obeyed=float(record["obeyed"]) if record.get("obeyed") else None,
         )
 
 
