@@ -789,6 +789,41 @@ def test_the_monotone_penalty_adds_to_the_loss_only_when_a_round_gets_worse(tmp_
         assert loss_penalised - loss_plain <= 5.0 * 1e-3 * 2
 
 
+def test_the_click_loss_is_the_cross_entropy_at_each_clicked_voxel_as_its_click_says(
+    tmp_path, blob_data
+):
+    from seganypet.train.clicks import Prompts
+    from seganypet.train.objective import clicked_voxel_loss
+
+    prompts = Prompts.empty(3, reads_strokes=True)
+    prompts.add(0, (1.2, 0.8, 1.0), positive=True)
+    prompts.add(0, (3.0, 3.0, 2.6), positive=False)
+    prompts.add(1, (2.0, 2.0, 2.0), positive=False, along_line=True)  # a scribble's click
+    logits = torch.full((3, 1, 4, 4, 4), -2.0)
+    logits[0, 0, 1, 1, 1] = 3.0  # the positive click obeyed
+    logits[1, 0, 2, 2, 2] = 5.0  # the negative scribble's voxel still in the mask
+    loss = clicked_voxel_loss(logits.requires_grad_(), prompts)
+    softplus = torch.nn.functional.softplus
+    expected = [
+        (softplus(torch.tensor(-3.0)) + softplus(torch.tensor(-2.0))) / 2,
+        softplus(torch.tensor(5.0)),
+        0.0,
+    ]
+    assert torch.allclose(loss, torch.tensor(expected), atol=1e-6)
+    loss.sum().backward()
+    assert logits.grad[1, 0, 2, 2, 2] > 0 and logits.grad[0, 0, 1, 1, 1] < 0
+    assert int((logits.grad != 0).sum()) == 3  # only the clicked voxels
+
+    plain = Trainer(_config(tmp_path / "a", blob_data, val_every=0))
+    weighted = Trainer(_config(tmp_path / "b", blob_data, val_every=0, click_loss_weight=2.0))
+    weighted.network.load_state_dict(plain.network.state_dict())
+    losses = []
+    for trainer in (plain, weighted):
+        samples, plan = trainer.step_plan(0)
+        losses.append(float(trainer.objective(*trainer._tensors(samples), plan)[0].detach()))
+    assert losses[1] > losses[0]  # an untrained network gets some clicked voxels wrong
+
+
 def test_max_target_ml_keeps_only_small_targets(tmp_path, blob_data):
     every = Trainer(_config(tmp_path / "a", blob_data, val_every=0, val_fraction=0))
     volumes = sorted(ref.target.volume_ml for ref in every.train_set.targets)

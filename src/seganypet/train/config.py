@@ -60,6 +60,7 @@ class TrainConfig:
     error_hottest_probability: float = 0.0  # corrective click at the error's hottest voxel
     error_centre_probability: float = 0.5  # of the rest; else a random error voxel (SAM-Med3D)
     monotone_loss_weight: float = 0.0  # penalises a round whose soft Dice falls below the last
+    click_loss_weight: float = 0.0  # cross-entropy at the clicked voxels, labelled as the clicks
     scribble_probability: float = 0.0  # a first or corrective prompt is a scribble (its clicks)
 
     # ---------------------------------------------------------------------- targets and crops
@@ -104,6 +105,7 @@ class TrainConfig:
         _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
         _check(self.grad_clip_norm > 0, "grad_clip_norm must be positive")
         _check(self.monotone_loss_weight >= 0, "monotone_loss_weight must be >= 0")
+        _check(self.click_loss_weight >= 0, "click_loss_weight must be >= 0")
         for name in (
             "box_probability",
             "first_click_hottest_probability",

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seganypet.model.network import CLICK_LABELS, STROKE_LABELS
 from seganypet.train.clicks import (
     Prompts,
     click_rounds,
@@ -280,6 +281,10 @@ class InteractiveObjective(nn.Module):
                 per_crop = per_crop + config.monotone_loss_weight * drop
                 lowered.append(float((drop > 1e-3).float().mean()))
             previous_dice = dice.detach()
+            if config.click_loss_weight > 0:
+                per_crop = per_crop + config.click_loss_weight * clicked_voxel_loss(
+                    round_.logits, prompts
+                )
             total = total + (per_crop * weights).mean()
             last = round_
         assert last is not None
@@ -291,8 +296,33 @@ class InteractiveObjective(nn.Module):
         return total, stats
 
 
+POSITIVE_LABELS = (CLICK_LABELS[True], STROKE_LABELS[True])
+
+
+def clicked_voxel_loss(logits: torch.Tensor, prompts: Prompts) -> torch.Tensor:
+    """Per crop, the mean binary cross-entropy of ``logits`` ``(B, 1, D, H, W)`` at the voxels of
+    its clicks so far, each labelled as its click (0 for crops without clicks): what a reader
+    expects first, that a negative click's own voxel leaves the mask and a positive one's
+    joins it."""
+    losses = []
+    top = torch.tensor(logits.shape[2:]) - 1
+    for points, labels in zip(prompts.points, prompts.labels, strict=True):
+        if not points:
+            losses.append(logits.new_zeros(()))
+            continue
+        voxels = torch.minimum(torch.tensor(points).round().long().clamp(min=0), top)
+        voxels = voxels.to(logits.device)
+        values = logits[len(losses), 0, voxels[:, 0], voxels[:, 1], voxels[:, 2]].float()
+        positive = torch.tensor(
+            [label in POSITIVE_LABELS for label in labels], device=values.device
+        )
+        losses.append(F.binary_cross_entropy_with_logits(values, positive.float()))
+    return torch.stack(losses)
+
+
 __all__ = [
     "InteractiveObjective",
+    "clicked_voxel_loss",
     "Rectification",
     "StepPlan",
     "dice_ce_per_item",
